@@ -1,0 +1,467 @@
+/* conn.c - a TCP relay between an accepted socket and an upstream socket.
+ *
+ * Each direction reads with a multishot recv into the shard's provided buffers
+ * and sends them on in order, one send in flight. When a direction holds more
+ * than conn_buf_cap bytes unsent, its recv is cancelled (backpressure) and
+ * re-armed once the queue has drained below half of that. FIN becomes
+ * shutdown(SHUT_WR) on the other socket; a reset on one side becomes a reset
+ * (SO_LINGER 0 close) on the other.
+ *
+ * A connection is freed only when no op that points into it is in flight
+ * (`inflight`), so a late completion never touches freed memory.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "engine/accesslog.h"
+#include "engine/shard-t.h"
+#include "engine/sock.h"
+#include "xds/snapshot.h"
+
+#define TARGET "proxy"
+
+#define CONN_OF(op, field) ((struct zt_conn *)((char *)(op) - offsetof(struct zt_conn, field)))
+
+static uint64_t next_rnd(struct zt_shard *s)
+{
+	/* xorshift64*: cheap, per shard, good enough for load balancing */
+	uint64_t x = s->rnd;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	s->rnd = x;
+	return x * 0x2545F4914F6CDD1DULL;
+}
+
+static struct zt_conn *conn_alloc(struct zt_shard *s)
+{
+	struct zt_conn *c = s->free_conns;
+	if (c)
+		s->free_conns = c->next;
+	else if (!(c = malloc(sizeof(*c))))
+		return NULL;
+	memset(c, 0, sizeof(*c));
+	c->fd[0] = c->fd[1] = -1;
+	for (int i = 0; i < 2; i++) {
+		c->d[i].recv_op = (struct zt_op){.kind = ZT_OP_RECV, .dir = (uint8_t)i};
+		c->d[i].send_op = (struct zt_op){.kind = ZT_OP_SEND, .dir = (uint8_t)i};
+		c->d[i].q_head = c->d[i].q_tail = ZT_BID_NONE;
+	}
+	c->connect_op.kind = ZT_OP_CONNECT;
+	c->timeout_op.kind = ZT_OP_CONNECT_TIMEOUT;
+	c->next = s->live.next;
+	c->prev = &s->live;
+	s->live.next->prev = c;
+	s->live.next = c;
+	s->n_conns++;
+	return c;
+}
+
+static void conn_free(struct zt_shard *s, struct zt_conn *c)
+{
+	c->prev->next = c->next;
+	c->next->prev = c->prev;
+	s->n_conns--;
+	/* Keep a bounded free list; the rest goes back to malloc. */
+	if (s->n_conns < 1024) {
+		c->next = s->free_conns;
+		s->free_conns = c;
+	} else {
+		free(c);
+	}
+}
+
+static void copy_name(char *dst, size_t len, const char *src)
+{
+	snprintf(dst, len, "%s", src ? src : "");
+}
+
+static void finish(struct zt_shard *s, struct zt_conn *c)
+{
+	for (int i = 0; i < 2; i++) {
+		struct zt_dir *d = &c->d[i];
+		while (d->q_head != ZT_BID_NONE) {
+			uint16_t b = d->q_head;
+			d->q_head = s->buf_next[b];
+			zt_shard_buf_return(s, b);
+		}
+		d->q_tail = ZT_BID_NONE;
+		if (d->starved) {
+			d->starved = false;
+			s->n_starved--;
+		}
+	}
+	for (int i = 0; i < 2; i++)
+		if (c->fd[i] >= 0) {
+			close(c->fd[i]);
+			c->fd[i] = -1;
+		}
+	zt_access_log(c);
+	atomic_fetch_add_explicit(&s->stats.closed, 1, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&s->stats.active, 1, memory_order_relaxed);
+	if (c->error)
+		atomic_fetch_add_explicit(&s->stats.failed, 1, memory_order_relaxed);
+	conn_free(s, c);
+}
+
+static void maybe_finish(struct zt_shard *s, struct zt_conn *c)
+{
+	if (c->state == ZT_CONN_CLOSING && c->inflight == 0)
+		finish(s, c);
+}
+
+/* Stop everything: cancel the ops on both sockets; the sockets close when the
+ * last op has completed. `rst_mask` bit i: close fd[i] with a reset. */
+static void conn_abort(struct zt_shard *s, struct zt_conn *c, int err, const char *what,
+		       unsigned rst_mask)
+{
+	if (c->state == ZT_CONN_CLOSING)
+		return;
+	if (err && !c->error) {
+		c->error = err;
+		c->error_what = what;
+	}
+	c->state = ZT_CONN_CLOSING;
+	for (int i = 0; i < 2; i++) {
+		if (c->fd[i] < 0)
+			continue;
+		if (rst_mask & (1u << i))
+			zt_sock_set_rst(c->fd[i]);
+		struct io_uring_sqe *sqe = zt_shard_sqe(s);
+		if (sqe) {
+			io_uring_prep_cancel_fd(sqe, c->fd[i], IORING_ASYNC_CANCEL_ALL);
+			io_uring_sqe_set_data(sqe, NULL);
+			io_uring_sqe_set_flags(sqe, IOSQE_CQE_SKIP_SUCCESS);
+		} else {
+			/* No SQE: shutdown wakes every op on the socket. */
+			shutdown(c->fd[i], SHUT_RDWR);
+		}
+	}
+	maybe_finish(s, c);
+}
+
+static void arm_recv(struct zt_shard *s, struct zt_conn *c, int dir)
+{
+	struct zt_dir *d = &c->d[dir];
+	struct io_uring_sqe *sqe = zt_shard_sqe(s);
+	if (!sqe) {
+		conn_abort(s, c, -ENOMEM, "submission queue full", 3);
+		return;
+	}
+	io_uring_prep_recv_multishot(sqe, c->fd[dir], NULL, 0, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = ZT_BUF_GROUP;
+	io_uring_sqe_set_data(sqe, &d->recv_op);
+	d->recv_armed = true;
+	c->inflight++;
+}
+
+static void send_head(struct zt_shard *s, struct zt_conn *c, int dir)
+{
+	struct zt_dir *d = &c->d[dir];
+	uint16_t b = d->q_head;
+	struct io_uring_sqe *sqe = zt_shard_sqe(s);
+	if (!sqe) {
+		conn_abort(s, c, -ENOMEM, "submission queue full", 3);
+		return;
+	}
+	io_uring_prep_send(sqe, c->fd[!dir], s->bufs + (size_t)b * s->buf_size + d->q_off,
+			   s->buf_len[b] - d->q_off, MSG_NOSIGNAL);
+	io_uring_sqe_set_data(sqe, &d->send_op);
+	d->send_inflight = true;
+	c->inflight++;
+}
+
+/* After progress in direction `dir`: forward FIN, resume reads, finish. */
+static void dir_progress(struct zt_shard *s, struct zt_conn *c, int dir)
+{
+	struct zt_dir *d = &c->d[dir];
+	if (c->state != ZT_CONN_RELAYING)
+		return;
+	if (d->eof && d->q_head == ZT_BID_NONE && !d->send_inflight && !d->shut) {
+		shutdown(c->fd[!dir], SHUT_WR);
+		d->shut = true;
+	}
+	if (!d->eof && !d->recv_armed && !d->starved &&
+	    d->q_bytes <= s->rt->opts.conn_buf_cap / 2)
+		arm_recv(s, c, dir);
+	if (c->d[0].shut && c->d[1].shut) {
+		c->state = ZT_CONN_CLOSING;
+		maybe_finish(s, c);
+	}
+}
+
+static void start_relay(struct zt_shard *s, struct zt_conn *c)
+{
+	c->state = ZT_CONN_RELAYING;
+	zt_sock_nodelay(c->fd[0]);
+	arm_recv(s, c, 0);
+	arm_recv(s, c, 1);
+}
+
+static void on_recv(struct zt_shard *s, struct zt_conn *c, int dir, struct io_uring_cqe *cqe)
+{
+	struct zt_dir *d = &c->d[dir];
+	bool more = cqe->flags & IORING_CQE_F_MORE;
+	if (!more) {
+		d->recv_armed = false;
+		d->cancel_pending = false;
+	}
+	if (cqe->res > 0) {
+		uint16_t b = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+		s->bufs_free--;
+		if (c->state != ZT_CONN_RELAYING) {
+			zt_shard_buf_return(s, b);
+			return;
+		}
+		s->buf_len[b] = (uint32_t)cqe->res;
+		s->buf_next[b] = ZT_BID_NONE;
+		if (d->q_tail == ZT_BID_NONE)
+			d->q_head = b;
+		else
+			s->buf_next[d->q_tail] = b;
+		d->q_tail = b;
+		d->q_bytes += (uint32_t)cqe->res;
+		if (!d->send_inflight)
+			send_head(s, c, dir);
+		if (d->recv_armed && !d->cancel_pending && d->q_bytes >= s->rt->opts.conn_buf_cap) {
+			/* Backpressure: the other side is not keeping up. */
+			struct io_uring_sqe *sqe = zt_shard_sqe(s);
+			if (sqe) {
+				io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)&d->recv_op, 0);
+				io_uring_sqe_set_data(sqe, NULL);
+				io_uring_sqe_set_flags(sqe, IOSQE_CQE_SKIP_SUCCESS);
+				d->cancel_pending = true;
+			}
+		}
+		if (!more)
+			dir_progress(s, c, dir);
+		return;
+	}
+	if (c->state != ZT_CONN_RELAYING)
+		return;
+	switch (cqe->res) {
+	case 0:
+		d->eof = true;
+		dir_progress(s, c, dir);
+		break;
+	case -ENOBUFS:
+		/* Out of provided buffers: wait until some come back. */
+		if (!d->starved) {
+			d->starved = true;
+			s->n_starved++;
+		}
+		break;
+	case -ECANCELED:
+		dir_progress(s, c, dir);
+		break;
+	default:
+		/* Reset (or other error) reading fd[dir]: reset the other side too. */
+		conn_abort(s, c, cqe->res, dir == 0 ? "downstream reset" : "upstream reset",
+			   1u << !dir);
+		break;
+	}
+}
+
+static void on_send(struct zt_shard *s, struct zt_conn *c, int dir, struct io_uring_cqe *cqe)
+{
+	struct zt_dir *d = &c->d[dir];
+	d->send_inflight = false;
+	if (c->state != ZT_CONN_RELAYING)
+		return;
+	if (cqe->res < 0) {
+		/* The receiving socket failed: reset the sender's side. */
+		conn_abort(s, c, cqe->res, dir == 0 ? "upstream write failed" : "downstream write failed",
+			   1u << dir);
+		return;
+	}
+	uint16_t b = d->q_head;
+	d->q_off += (uint32_t)cqe->res;
+	d->q_bytes -= (uint32_t)cqe->res;
+	d->bytes += (uint64_t)cqe->res;
+	if (d->q_off == s->buf_len[b]) {
+		d->q_head = s->buf_next[b];
+		if (d->q_head == ZT_BID_NONE)
+			d->q_tail = ZT_BID_NONE;
+		d->q_off = 0;
+		zt_shard_buf_return(s, b);
+	}
+	if (d->q_head != ZT_BID_NONE)
+		send_head(s, c, dir);
+	dir_progress(s, c, dir);
+}
+
+static void on_connect(struct zt_shard *s, struct zt_conn *c, struct io_uring_cqe *cqe)
+{
+	if (c->state != ZT_CONN_CONNECTING)
+		return;
+	if (cqe->res < 0) {
+		int e = cqe->res == -ECANCELED ? -ETIMEDOUT : cqe->res;
+		conn_abort(s, c, e, "upstream connect failed", 1u);
+		return;
+	}
+	start_relay(s, c);
+}
+
+void zt_conn_complete(struct zt_shard *s, struct zt_op *op, struct io_uring_cqe *cqe)
+{
+	struct zt_conn *c;
+	switch (op->kind) {
+	case ZT_OP_CONNECT:
+		c = CONN_OF(op, connect_op);
+		c->inflight--;
+		on_connect(s, c, cqe);
+		break;
+	case ZT_OP_CONNECT_TIMEOUT:
+		c = CONN_OF(op, timeout_op);
+		c->inflight--;
+		break;
+	case ZT_OP_RECV:
+		c = CONN_OF(op, d[op->dir].recv_op);
+		if (!(cqe->flags & IORING_CQE_F_MORE))
+			c->inflight--;
+		on_recv(s, c, op->dir, cqe);
+		break;
+	case ZT_OP_SEND:
+		c = CONN_OF(op, d[op->dir].send_op);
+		c->inflight--;
+		on_send(s, c, op->dir, cqe);
+		break;
+	default:
+		return;
+	}
+	maybe_finish(s, c);
+}
+
+/* Fill the connection's names from the snapshot; called with the shard online. */
+static void describe(struct zt_conn *c, const struct zt_workload *src, const struct zt_route *rt)
+{
+	if (src) {
+		copy_name(c->src_workload, sizeof(c->src_workload), src->name);
+		copy_name(c->src_namespace, sizeof(c->src_namespace), src->namespace_);
+	}
+	if (rt->workload) {
+		copy_name(c->dst_workload, sizeof(c->dst_workload), rt->workload->name);
+		copy_name(c->dst_namespace, sizeof(c->dst_namespace), rt->workload->namespace_);
+	}
+	if (rt->service)
+		copy_name(c->dst_service, sizeof(c->dst_service), rt->service->hostname);
+}
+
+static bool is_own_port(const struct zt_engine_opts *o, uint16_t p)
+{
+	return p == o->outbound_port || p == o->inbound_port || p == 15008 || p == 15080;
+}
+
+void zt_conn_accepted(struct zt_shard *s, struct zt_listener *l, int fd)
+{
+	struct zt_runtime *rt = s->rt;
+	struct zt_conn *c = conn_alloc(s);
+	if (!c) {
+		/* Out of memory: refuse this one, keep serving. */
+		atomic_fetch_add_explicit(&s->stats.oom, 1, memory_order_relaxed);
+		zt_sock_set_rst(fd);
+		close(fd);
+		return;
+	}
+	atomic_fetch_add_explicit(&s->stats.accepted, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&s->stats.active, 1, memory_order_relaxed);
+	c->fd[0] = fd;
+	c->kind = l->kind;
+	c->start_ns = zt_now_ns();
+	c->state = ZT_CONN_CONNECTING;
+
+	bool redirected = false;
+	if (zt_sock_peer(fd, &c->src) || zt_sock_original_dst(fd, &c->orig_dst, &redirected)) {
+		conn_abort(s, c, -ENOTCONN, "socket vanished before it was read", 1u);
+		return;
+	}
+	/* A connection straight to our own port (not redirected) would loop. */
+	if (!redirected || is_own_port(&rt->opts, c->orig_dst.port)) {
+		c->dst = c->orig_dst;
+		conn_abort(s, c, -ELOOP, "refusing a call to zring's own port", 1u);
+		return;
+	}
+
+	const struct zt_snapshot *snap = zt_rcu_deref(&rt->snapshot);
+	const struct zt_workload *src_wl = zt_snapshot_workload_by_ip(snap, NULL, &c->src.ip);
+	struct zt_route route = {0};
+	int r;
+	if (l->kind == ZT_LISTEN_OUTBOUND) {
+		r = zt_route_outbound(snap, src_wl, &c->orig_dst, next_rnd(s), &route);
+	} else {
+		/* Inbound plaintext: to the pod's own address, as sent. */
+		route.kind = ZT_ROUTE_WORKLOAD;
+		route.dst = c->orig_dst;
+		route.workload = zt_snapshot_workload_by_ip(snap, NULL, &c->orig_dst.ip);
+		r = 0;
+	}
+	describe(c, src_wl, &route);
+	c->dst = r == 0 ? route.dst : c->orig_dst;
+	if (r) {
+		conn_abort(s, c, r, "no healthy upstream", 1u);
+		return;
+	}
+
+	int ufd = zt_sock_upstream(c->dst.ip.family);
+	if (ufd < 0) {
+		conn_abort(s, c, ufd, "upstream socket", 1u);
+		return;
+	}
+	c->fd[1] = ufd;
+
+	/* Connect with a deadline: the linked timeout cancels the connect. The
+	 * address lives in the connection until the SQE has been consumed. */
+	struct sockaddr_storage ss;
+	c->up_len = zt_sockaddr_to_os(&c->dst, &ss);
+	memcpy(&c->up_addr, &ss, c->up_len);
+	struct io_uring_sqe *sqe = zt_shard_sqe(s);
+	struct io_uring_sqe *tsqe = sqe ? zt_shard_sqe(s) : NULL;
+	if (!sqe || !tsqe) {
+		conn_abort(s, c, -ENOMEM, "submission queue full", 1u);
+		return;
+	}
+	io_uring_prep_connect(sqe, ufd, (struct sockaddr *)&c->up_addr, c->up_len);
+	io_uring_sqe_set_data(sqe, &c->connect_op);
+	sqe->flags |= IOSQE_IO_LINK;
+	c->connect_ts.tv_sec = rt->opts.connect_timeout_ms / 1000;
+	c->connect_ts.tv_nsec = (long long)(rt->opts.connect_timeout_ms % 1000) * 1000000;
+	io_uring_prep_link_timeout(tsqe, &c->connect_ts, 0);
+	io_uring_sqe_set_data(tsqe, &c->timeout_op);
+	c->inflight += 2;
+}
+
+void zt_conn_rearm_starved(struct zt_shard *s)
+{
+	/* Re-arm only while enough buffers are free that the new recvs do not
+	 * immediately starve again. */
+	for (struct zt_conn *c = s->live.next; c != &s->live && s->n_starved; c = c->next) {
+		if (s->bufs_free < 8)
+			return;
+		for (int i = 0; i < 2; i++) {
+			struct zt_dir *d = &c->d[i];
+			if (!d->starved)
+				continue;
+			d->starved = false;
+			s->n_starved--;
+			dir_progress(s, c, i);
+		}
+	}
+}
+
+void zt_conn_abort_all(struct zt_shard *s)
+{
+	struct zt_conn *c = s->live.next;
+	while (c != &s->live) {
+		struct zt_conn *n = c->next; /* c may be freed by conn_abort */
+		conn_abort(s, c, -ESHUTDOWN, "drain deadline", 3u);
+		c = n;
+	}
+}

@@ -1,0 +1,233 @@
+#include "engine/control.h"
+
+#include <errno.h>
+#include <libgen.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "engine/sock.h"
+
+#define TARGET "xds"
+
+struct zt_control {
+	struct zt_runtime *rt;
+	pthread_t thread;
+	int stop_fd;
+	int inotify_fd;
+	int ready_fd;
+	char dir[4096];
+	char base[256];
+	uint64_t generation;
+};
+
+static void snapshot_free_cb(void *p)
+{
+	zt_snapshot_free(p);
+}
+
+static void publish(struct zt_control *c, struct zt_snapshot *snap)
+{
+	snap->generation = ++c->generation;
+	struct zt_snapshot *old = zt_rcu_publish(&c->rt->snapshot, snap);
+	if (old)
+		zt_qsbr_retire(&c->rt->qsbr, old, snapshot_free_cb);
+}
+
+static int load(struct zt_control *c, bool initial)
+{
+	const char *path = c->rt->opts.config_path;
+	struct zt_snapshot *snap = NULL;
+	struct zt_config_error err = {{0}};
+	int r = zt_config_load_file(path, &snap, &err);
+	if (r) {
+		if (initial)
+			ZT_ERROR(TARGET, "failed to load local config: %s", err.msg);
+		else
+			ZT_ERROR(TARGET, "failed to reload local config, keeping the previous one: %s",
+				 err.msg);
+		return r;
+	}
+	ZT_INFO(TARGET, "local config %s: workloads=%zu services=%zu policies=%zu",
+		initial ? "loaded" : "reloaded", snap->n_workloads, snap->n_services,
+		snap->n_policies);
+	publish(c, snap);
+	return 0;
+}
+
+static void serve_ready(struct zt_control *c)
+{
+	int fd = accept4(c->ready_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	if (fd < 0)
+		return;
+	/* Probes are tiny; read what is there (bounded wait) and answer. */
+	char req[1024];
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	ssize_t n = 0;
+	if (poll(&p, 1, 1000) == 1)
+		n = recv(fd, req, sizeof(req) - 1, 0);
+	req[n > 0 ? n : 0] = 0;
+	const char *body;
+	int status;
+	char pending[128] = "";
+	bool cfg = atomic_load_explicit(&c->rt->config_ready, memory_order_relaxed);
+	bool listen = atomic_load_explicit(&c->rt->shards_listening, memory_order_relaxed) ==
+		      c->rt->n_shards;
+	bool drain = atomic_load_explicit(&c->rt->draining, memory_order_relaxed);
+	if (strncmp(req, "GET /healthz/ready", 18) != 0) {
+		status = 404;
+		body = "not found\n";
+	} else if (cfg && listen && !drain) {
+		status = 200;
+		body = "ready\n";
+	} else {
+		status = 500;
+		snprintf(pending, sizeof(pending), "not ready, pending: %s%s%s\n",
+			 cfg ? "" : "config", (!cfg && !listen) ? ", " : "",
+			 listen ? (drain ? "draining" : "") : "proxy listeners");
+		body = pending;
+	}
+	char resp[512];
+	int len = snprintf(resp, sizeof(resp),
+			   "HTTP/1.1 %d %s\r\ncontent-type: text/plain\r\ncontent-length: %zu\r\n"
+			   "connection: close\r\n\r\n%s",
+			   status, status == 200 ? "OK" : status == 404 ? "Not Found" : "Internal Server Error",
+			   strlen(body), body);
+	ssize_t w = send(fd, resp, (size_t)len, MSG_NOSIGNAL);
+	(void)w;
+	close(fd);
+}
+
+static void drain_inotify(struct zt_control *c, bool *changed)
+{
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	for (;;) {
+		ssize_t n = read(c->inotify_fd, buf, sizeof(buf));
+		if (n <= 0)
+			return;
+		for (char *p = buf; p < buf + n;) {
+			struct inotify_event *ev = (struct inotify_event *)p;
+			if (ev->len && !strcmp(ev->name, c->base))
+				*changed = true;
+			p += sizeof(*ev) + ev->len;
+		}
+	}
+}
+
+static void *control_main(void *arg)
+{
+	struct zt_control *c = arg;
+	pthread_setname_np(pthread_self(), "zring-control");
+	uint64_t reload_at = 0;
+	for (;;) {
+		struct pollfd p[3] = {
+			{.fd = c->stop_fd, .events = POLLIN},
+			{.fd = c->inotify_fd, .events = POLLIN},
+			{.fd = c->ready_fd, .events = POLLIN},
+		};
+		/* Wake at least every 100 ms to reclaim retired snapshots. */
+		int timeout = 100;
+		if (poll(p, 3, timeout) < 0 && errno != EINTR)
+			break;
+		if (p[0].revents)
+			break;
+		if (p[1].revents) {
+			bool changed = false;
+			drain_inotify(c, &changed);
+			/* Editors write in several steps: wait 50 ms of quiet. */
+			if (changed)
+				reload_at = zt_now_ms() + 50;
+		}
+		if (p[2].revents)
+			serve_ready(c);
+		if (reload_at && zt_now_ms() >= reload_at) {
+			reload_at = 0;
+			load(c, false);
+		}
+		zt_qsbr_poll(&c->rt->qsbr);
+	}
+	return NULL;
+}
+
+int zt_control_start(struct zt_runtime *rt, struct zt_control **out)
+{
+	struct zt_control *c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->rt = rt;
+	c->stop_fd = c->inotify_fd = c->ready_fd = -1;
+	int r;
+
+	if (rt->opts.config_path) {
+		char tmp[4096];
+		snprintf(tmp, sizeof(tmp), "%s", rt->opts.config_path);
+		snprintf(c->base, sizeof(c->base), "%s", basename(tmp));
+		snprintf(tmp, sizeof(tmp), "%s", rt->opts.config_path);
+		snprintf(c->dir, sizeof(c->dir), "%s", dirname(tmp));
+		if ((r = load(c, true)))
+			goto fail;
+		c->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+		if (c->inotify_fd < 0 ||
+		    inotify_add_watch(c->inotify_fd, c->dir,
+				      IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_MODIFY) < 0)
+			ZT_WARN(TARGET, "cannot watch %s for changes: %s", c->dir, strerror(errno));
+	} else {
+		ZT_WARN(TARGET, "no local config (LOCAL_XDS_PATH / --config): empty mesh, every "
+				"connection passes through");
+		publish(c, zt_snapshot_empty());
+	}
+	atomic_store_explicit(&rt->config_ready, true, memory_order_relaxed);
+
+	struct zt_sockaddr ra;
+	zt_ip_parse("::", &ra.ip);
+	ra.port = rt->opts.readiness_port;
+	c->ready_fd = zt_sock_listen(&ra, 64, false);
+	if (c->ready_fd < 0) {
+		zt_ip_parse("0.0.0.0", &ra.ip);
+		c->ready_fd = zt_sock_listen(&ra, 64, false);
+	}
+	if (c->ready_fd < 0) {
+		ZT_ERROR(TARGET, "readiness listener on port %u: %s", ra.port, strerror(-c->ready_fd));
+		r = c->ready_fd;
+		goto fail;
+	}
+	c->stop_fd = eventfd(0, EFD_CLOEXEC);
+	if (c->stop_fd < 0) {
+		r = -errno;
+		goto fail;
+	}
+	if ((r = -pthread_create(&c->thread, NULL, control_main, c)))
+		goto fail;
+	*out = c;
+	return 0;
+fail:
+	if (c->stop_fd >= 0)
+		close(c->stop_fd);
+	if (c->inotify_fd >= 0)
+		close(c->inotify_fd);
+	if (c->ready_fd >= 0)
+		close(c->ready_fd);
+	free(c);
+	return r;
+}
+
+void zt_control_stop(struct zt_control *c)
+{
+	uint64_t one = 1;
+	ssize_t w = write(c->stop_fd, &one, sizeof(one));
+	(void)w;
+	pthread_join(c->thread, NULL);
+	close(c->stop_fd);
+	if (c->inotify_fd >= 0)
+		close(c->inotify_fd);
+	close(c->ready_fd);
+	free(c);
+}

@@ -1,0 +1,238 @@
+/* main.c - zring's entry point: options, logging, crypto, the control thread,
+ * the shards, signals and draining. */
+#include <errno.h>
+#include <getopt.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "engine/control.h"
+#include "engine/runtime.h"
+#include "engine/shard.h"
+#include "hbone/crypto.h"
+
+#define TARGET "zring"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: zring [options]\n"
+		"  --config FILE        local config (ztunnel format, YAML or JSON)  [LOCAL_XDS_PATH]\n"
+		"  --shards N           shard threads, one per CPU by default        [ZTUNNEL_WORKER_THREADS]\n"
+		"  --no-pin             do not pin shards to CPUs\n"
+		"  --log-level SPEC     e.g. info or info,access=warn                [RUST_LOG]\n"
+		"  --log-json           JSON log lines                               [LOG_FORMAT=json]\n"
+		"  --buf-size BYTES     provided buffer size (default 65536)\n"
+		"  --buf-count N        provided buffers per shard, power of two (default 256)\n"
+		"  --conn-buf BYTES     unsent bytes per direction before reads pause (default 262144)\n"
+		"  --connect-timeout MS upstream connect timeout (default 10000)\n"
+		"  --drain-seconds S    drain deadline on SIGTERM   [TERMINATION_GRACE_PERIOD_SECONDS rule]\n"
+		"  --outbound-port P / --inbound-port P / --readiness-port P  (15001 / 15006 / 15021)\n"
+		"Environment: PROXY_MODE=dedicated (the only mode so far).\n");
+}
+
+static int parse_u32(const char *what, const char *s, uint32_t min, uint32_t max, uint32_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(s, &end, 10);
+	if (errno || end == s || *end || v < min || v > max) {
+		fprintf(stderr, "zring: %s: \"%s\" is not a number in %u..%u\n", what, s, min, max);
+		return -EINVAL;
+	}
+	*out = (uint32_t)v;
+	return 0;
+}
+
+/* ztunnel's rule: grace > 10 s leaves 5 s of margin, else 1 s (at least 1 s). */
+static uint32_t drain_from_grace(uint32_t grace)
+{
+	if (grace > 10)
+		return grace - 5;
+	return grace > 1 ? grace - 1 : 1;
+}
+
+static unsigned cpus_allowed(void)
+{
+	cpu_set_t set;
+	if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+		return (unsigned)CPU_COUNT(&set);
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? (unsigned)n : 1;
+}
+
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct zt_runtime rt = {0};
+	struct zt_engine_opts *o = &rt.opts;
+	const char *log_spec = getenv("RUST_LOG");
+	const char *fmt = getenv("LOG_FORMAT");
+	bool json = fmt && !strcmp(fmt, "json");
+	uint32_t v, drain_s = 5;
+
+	*o = (struct zt_engine_opts){
+		.pin = true,
+		.buf_size = 65536,
+		.buf_count = 256,
+		.conn_buf_cap = 262144,
+		.connect_timeout_ms = 10000,
+		.outbound_port = 15001,
+		.inbound_port = 15006,
+		.readiness_port = 15021,
+		.config_path = getenv("LOCAL_XDS_PATH"),
+	};
+	const char *e;
+	if ((e = getenv("ZTUNNEL_WORKER_THREADS")) &&
+	    parse_u32("ZTUNNEL_WORKER_THREADS", e, 1, 1024, &o->n_shards))
+		return 2;
+	if ((e = getenv("TERMINATION_GRACE_PERIOD_SECONDS"))) {
+		if (parse_u32("TERMINATION_GRACE_PERIOD_SECONDS", e, 0, 86400, &v))
+			return 2;
+		drain_s = drain_from_grace(v);
+	}
+	if ((e = getenv("PROXY_MODE")) && strcmp(e, "dedicated") != 0) {
+		fprintf(stderr, "zring: PROXY_MODE=%s is not supported yet: only \"dedicated\" "
+				"(in-pod shared mode is issue 3)\n", e);
+		return 2;
+	}
+
+	enum { O_SHARDS = 256, O_NOPIN, O_LOG, O_JSON, O_BUFSZ, O_BUFN, O_CONNBUF, O_CTO, O_DRAIN,
+	       O_OUT, O_IN, O_READY };
+	static const struct option lo[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"shards", required_argument, NULL, O_SHARDS},
+		{"no-pin", no_argument, NULL, O_NOPIN},
+		{"log-level", required_argument, NULL, O_LOG},
+		{"log-json", no_argument, NULL, O_JSON},
+		{"buf-size", required_argument, NULL, O_BUFSZ},
+		{"buf-count", required_argument, NULL, O_BUFN},
+		{"conn-buf", required_argument, NULL, O_CONNBUF},
+		{"connect-timeout", required_argument, NULL, O_CTO},
+		{"drain-seconds", required_argument, NULL, O_DRAIN},
+		{"outbound-port", required_argument, NULL, O_OUT},
+		{"inbound-port", required_argument, NULL, O_IN},
+		{"readiness-port", required_argument, NULL, O_READY},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	int ch;
+	while ((ch = getopt_long(argc, argv, "c:h", lo, NULL)) != -1) {
+		int r = 0;
+		switch (ch) {
+		case 'c': o->config_path = optarg; break;
+		case O_SHARDS: r = parse_u32("--shards", optarg, 1, 1024, &o->n_shards); break;
+		case O_NOPIN: o->pin = false; break;
+		case O_LOG: log_spec = optarg; break;
+		case O_JSON: json = true; break;
+		case O_BUFSZ: r = parse_u32("--buf-size", optarg, 4096, 1 << 20, &o->buf_size); break;
+		case O_BUFN: r = parse_u32("--buf-count", optarg, 16, 32768, &o->buf_count); break;
+		case O_CONNBUF: r = parse_u32("--conn-buf", optarg, 4096, 1 << 30, &o->conn_buf_cap); break;
+		case O_CTO: r = parse_u32("--connect-timeout", optarg, 1, 600000, &o->connect_timeout_ms); break;
+		case O_DRAIN: r = parse_u32("--drain-seconds", optarg, 0, 86400, &drain_s); break;
+		case O_OUT: r = parse_u32("--outbound-port", optarg, 1, 65535, &v); o->outbound_port = (uint16_t)v; break;
+		case O_IN: r = parse_u32("--inbound-port", optarg, 1, 65535, &v); o->inbound_port = (uint16_t)v; break;
+		case O_READY: r = parse_u32("--readiness-port", optarg, 1, 65535, &v); o->readiness_port = (uint16_t)v; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+		if (r)
+			return 2;
+	}
+	if (optind < argc) {
+		fprintf(stderr, "zring: unexpected argument \"%s\"\n", argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	if (o->buf_count & (o->buf_count - 1)) {
+		fprintf(stderr, "zring: --buf-count %u is not a power of two\n", o->buf_count);
+		return 2;
+	}
+	o->drain_ms = drain_s * 1000;
+	if (!o->n_shards)
+		o->n_shards = cpus_allowed();
+	zt_log_set_fd(1); /* ztunnel logs to stdout */
+	if (zt_log_configure(log_spec, json)) {
+		fprintf(stderr, "zring: bad log level spec \"%s\"\n", log_spec);
+		return 2;
+	}
+
+	/* Signals go to main only: block them before any thread starts. */
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	raise_nofile();
+
+	char crypto[256];
+	if (zt_crypto_init(crypto, sizeof(crypto)) == 0)
+		ZT_INFO(TARGET, "crypto: %s", crypto);
+	else
+		ZT_WARN(TARGET, "crypto: wolfSSL failed to initialise (%s)", crypto);
+	ZT_INFO(TARGET, "zring starting: version=0.1.0 mode=dedicated shards=%u pinned=%s",
+		o->n_shards, o->pin ? "true" : "false");
+
+	rt.n_shards = o->n_shards;
+	if (zt_qsbr_init(&rt.qsbr, rt.n_shards))
+		return 1;
+	struct zt_control *ctl = NULL;
+	int r = zt_control_start(&rt, &ctl);
+	if (r)
+		return 1; /* the reason is logged */
+
+	rt.shards = calloc(rt.n_shards, sizeof(*rt.shards));
+	for (unsigned i = 0; i < rt.n_shards; i++) {
+		rt.shards[i] = zt_shard_new(&rt, i);
+		if (!rt.shards[i] || zt_shard_start(rt.shards[i])) {
+			ZT_ERROR(TARGET, "cannot start shard %u", i);
+			return 1;
+		}
+	}
+
+	/* Wait for SIGTERM/SIGINT, or a shard that failed to start. */
+	int exit_code = 0;
+	for (;;) {
+		struct timespec ts = {.tv_sec = 0, .tv_nsec = 200 * 1000000};
+		int sig = sigtimedwait(&sigs, NULL, &ts);
+		if (sig > 0) {
+			ZT_INFO(TARGET, "received %s, draining for up to %u s", strsignal(sig), drain_s);
+			break;
+		}
+		if (atomic_load_explicit(&rt.draining, memory_order_relaxed)) {
+			exit_code = 1; /* a shard failed; it logged why */
+			break;
+		}
+	}
+	/* relaxed: shards re-read both after the wake-up below */
+	atomic_store_explicit(&rt.drain_deadline_ms, zt_now_ms() + o->drain_ms, memory_order_relaxed);
+	atomic_store_explicit(&rt.draining, true, memory_order_release);
+	for (unsigned i = 0; i < rt.n_shards; i++)
+		zt_shard_wake(rt.shards[i]);
+	for (unsigned i = 0; i < rt.n_shards; i++)
+		zt_shard_join(rt.shards[i]);
+	zt_control_stop(ctl);
+
+	struct zt_snapshot *last = zt_rcu_publish(&rt.snapshot, NULL);
+	zt_qsbr_destroy(&rt.qsbr);
+	zt_snapshot_free(last);
+	free(rt.shards);
+	zt_crypto_cleanup();
+	ZT_INFO(TARGET, "zring stopped");
+	return exit_code;
+}

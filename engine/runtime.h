@@ -1,0 +1,51 @@
+/* runtime.h - what main, the control thread and the shards share.
+ *
+ * Nothing here is mutable on the data path except through atomics whose
+ * ordering is commented where they are used. There is one zt_runtime per
+ * process, created by main and passed to every thread (no globals).
+ */
+#ifndef ZT_RUNTIME_H
+#define ZT_RUNTIME_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/qsbr.h"
+#include "xds/snapshot.h"
+
+struct zt_shard;
+
+struct zt_engine_opts {
+	unsigned n_shards;          /* 0 = one per CPU zring may run on */
+	bool pin;                   /* pin shard i to the i-th allowed CPU */
+	uint32_t buf_size;          /* bytes per provided buffer */
+	uint32_t buf_count;         /* buffers per shard (power of two) */
+	uint32_t conn_buf_cap;      /* bytes queued per direction before reads pause */
+	uint32_t connect_timeout_ms;
+	uint32_t drain_ms;          /* SIGTERM: how long open connections may finish */
+	uint16_t outbound_port;     /* 15001 */
+	uint16_t inbound_port;      /* 15006 */
+	uint16_t readiness_port;    /* 15021 */
+	const char *config_path;    /* LOCAL_XDS_PATH */
+};
+
+struct zt_runtime {
+	struct zt_engine_opts opts;
+	/* Current snapshot. Written by the control thread (zt_rcu_publish),
+	 * read by shards (zt_rcu_deref) between qsbr online and quiescent. */
+	ZT_RCU(struct zt_snapshot *) snapshot;
+	struct zt_qsbr qsbr; /* reader i = shard i */
+	/* Set once by main on SIGTERM; shards poll it after a wake-up. */
+	_Atomic bool draining;
+	/* Monotonic ms at which draining shards abort what is left. */
+	_Atomic uint64_t drain_deadline_ms;
+	/* Set by the control thread when the first config is loaded. */
+	_Atomic bool config_ready;
+	/* Count of shards whose listeners are open. */
+	_Atomic unsigned shards_listening;
+	struct zt_shard **shards;
+	unsigned n_shards;
+};
+
+#endif

@@ -1,0 +1,127 @@
+/* shard-t.h - the shard's and the relay's types. Shard thread only (the
+ * stats block is also read by other threads with relaxed loads). */
+#ifndef ZT_SHARD_T_H
+#define ZT_SHARD_T_H
+
+#include <liburing.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/addr.h"
+#include "engine/shard.h"
+
+/* Every SQE's user_data points at one of these, embedded in its owner. */
+enum zt_op_kind {
+	ZT_OP_ACCEPT = 1,
+	ZT_OP_WAKE,
+	ZT_OP_CONNECT,
+	ZT_OP_CONNECT_TIMEOUT,
+	ZT_OP_RECV,
+	ZT_OP_SEND,
+};
+
+struct zt_op {
+	uint8_t kind;
+	uint8_t dir; /* relay direction for RECV/SEND */
+};
+
+enum zt_listener_kind { ZT_LISTEN_OUTBOUND = 0, ZT_LISTEN_INBOUND };
+
+struct zt_listener {
+	struct zt_op op;
+	int fd;
+	enum zt_listener_kind kind;
+	struct zt_sockaddr addr;
+	bool armed;
+};
+
+#define ZT_BID_NONE 0xffffu
+
+/* One direction of a relay: bytes read from fd[dir] and written to fd[!dir].
+ * Received buffers queue here (a list threaded through the shard's buffer
+ * table) until sent. */
+struct zt_dir {
+	struct zt_op recv_op;
+	struct zt_op send_op;
+	uint16_t q_head, q_tail; /* buffer ids, ZT_BID_NONE when empty */
+	uint32_t q_off;          /* bytes of the head buffer already sent */
+	uint32_t q_bytes;        /* bytes queued, not yet sent */
+	uint64_t bytes;          /* bytes relayed */
+	bool recv_armed;         /* a multishot recv is in flight */
+	bool cancel_pending;     /* we asked to stop it (backpressure) */
+	bool starved;            /* recv ended for lack of buffers */
+	bool send_inflight;
+	bool eof;                /* read side saw FIN */
+	bool shut;               /* FIN forwarded (shutdown SHUT_WR on fd[!dir]) */
+};
+
+enum zt_conn_state { ZT_CONN_CONNECTING = 0, ZT_CONN_RELAYING, ZT_CONN_CLOSING };
+
+struct zt_conn {
+	struct zt_conn *next, *prev; /* shard's list of live connections */
+	int fd[2];                   /* 0 = downstream (accepted), 1 = upstream */
+	struct zt_op connect_op;
+	struct zt_op timeout_op;
+	struct __kernel_timespec connect_ts;
+	struct sockaddr_in6 up_addr; /* connect address (v4 fits too) */
+	socklen_t up_len;
+	struct zt_dir d[2];
+	enum zt_conn_state state;
+	enum zt_listener_kind kind;
+	uint16_t inflight;           /* ops whose user_data points into this conn */
+	int error;                   /* first error, negative errno, 0 = none */
+	const char *error_what;      /* static text for the access log */
+	uint64_t start_ns;
+	struct zt_sockaddr src, orig_dst, dst;
+	/* Names copied out of the snapshot at accept time: the snapshot may be
+	 * reclaimed while the connection lives. */
+	char src_workload[64], src_namespace[64];
+	char dst_workload[64], dst_namespace[64], dst_service[128];
+};
+
+struct zt_shard {
+	struct io_uring ring;
+	struct zt_runtime *rt;
+	unsigned id;
+	pthread_t thread;
+	bool started;
+	int wake_fd;
+	struct zt_op wake_op;
+	uint64_t wake_val;
+	struct zt_listener listeners[4];
+	unsigned n_listeners;
+	bool listening;
+
+	/* Provided buffers: group 0, one ring, `buf_count` buffers. */
+	struct io_uring_buf_ring *br;
+	size_t br_len;
+	uint8_t *bufs;
+	uint32_t buf_size, buf_count;
+	uint32_t bufs_free;
+	uint16_t *buf_next; /* queue links, indexed by buffer id */
+	uint32_t *buf_len;  /* bytes in each queued buffer */
+	unsigned n_starved;
+
+	struct zt_conn live; /* list head */
+	unsigned n_conns;
+	struct zt_conn *free_conns;
+	uint64_t rnd;
+
+	struct zt_shard_stats stats;
+};
+
+#define ZT_BUF_GROUP 0
+
+/* conn.c, called by shard.c */
+void zt_conn_accepted(struct zt_shard *s, struct zt_listener *l, int fd);
+void zt_conn_complete(struct zt_shard *s, struct zt_op *op, struct io_uring_cqe *cqe);
+void zt_conn_rearm_starved(struct zt_shard *s);
+void zt_conn_abort_all(struct zt_shard *s);
+
+/* shard.c, called by conn.c */
+struct io_uring_sqe *zt_shard_sqe(struct zt_shard *s);
+void zt_shard_buf_return(struct zt_shard *s, uint16_t bid);
+
+#endif

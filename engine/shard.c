@@ -1,0 +1,378 @@
+/* shard.c - the shard thread: ring set-up, provided buffers, listeners and the
+ * one completion dispatch loop. Connections themselves live in conn.c. */
+#include "engine/shard-t.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <sched.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "engine/sock.h"
+
+#define TARGET "shard"
+
+struct zt_shard *zt_shard_new(struct zt_runtime *rt, unsigned id)
+{
+	struct zt_shard *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->rt = rt;
+	s->id = id;
+	s->wake_fd = eventfd(0, EFD_CLOEXEC);
+	if (s->wake_fd < 0) {
+		free(s);
+		return NULL;
+	}
+	s->live.next = s->live.prev = &s->live;
+	if (getrandom(&s->rnd, sizeof(s->rnd), 0) != sizeof(s->rnd))
+		s->rnd = zt_now_ns() ^ ((uint64_t)id << 32);
+	s->rnd |= 1;
+	return s;
+}
+
+const struct zt_shard_stats *zt_shard_stats(const struct zt_shard *s)
+{
+	return &s->stats;
+}
+
+void zt_shard_wake(struct zt_shard *s)
+{
+	uint64_t one = 1;
+	ssize_t w = write(s->wake_fd, &one, sizeof(one));
+	(void)w;
+}
+
+struct io_uring_sqe *zt_shard_sqe(struct zt_shard *s)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
+	if (!sqe) {
+		/* SQ full: hand what we have to the kernel and retry once. */
+		io_uring_submit(&s->ring);
+		sqe = io_uring_get_sqe(&s->ring);
+	}
+	return sqe;
+}
+
+/* Ring set-up. Each flag is a request; the kernel may refuse and we retry
+ * without it:
+ *  SINGLE_ISSUER  only this thread submits: the kernel skips locking.
+ *  DEFER_TASKRUN  completions run when we ask for them (in submit_and_wait),
+ *                 not by interrupting us: batches work, fewer context switches.
+ *  COOP_TASKRUN   (fallback for DEFER) no IPI to signal completions.
+ *  SUBMIT_ALL     keep submitting after one SQE fails.
+ *  CQSIZE         a CQ 4x the SQ: many multishot completions per submission. */
+static int setup_ring(struct zt_shard *s)
+{
+	static const unsigned tries[] = {
+		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL,
+		IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SUBMIT_ALL,
+		0,
+	};
+	int r = -EINVAL;
+	for (size_t i = 0; i < sizeof(tries) / sizeof(tries[0]); i++) {
+		struct io_uring_params p = {0};
+		p.flags = tries[i] | IORING_SETUP_CQSIZE;
+		p.cq_entries = 16384;
+		r = io_uring_queue_init_params(4096, &s->ring, &p);
+		if (r == 0) {
+			if (s->id == 0)
+				ZT_INFO(TARGET, "io_uring ready: flags=0x%x%s%s", p.flags,
+					(p.flags & IORING_SETUP_DEFER_TASKRUN) ? " (single issuer, deferred task run)" : "",
+					(p.flags & IORING_SETUP_COOP_TASKRUN) ? " (cooperative task run)" : "");
+			return 0;
+		}
+	}
+	ZT_ERROR(TARGET, "shard %u: io_uring_queue_init failed: %s", s->id, strerror(-r));
+	return r;
+}
+
+/* Provided buffer ring: liburing 2.3 has no io_uring_setup_buf_ring, so map
+ * the ring memory ourselves and register it. */
+static int setup_buffers(struct zt_shard *s)
+{
+	const struct zt_engine_opts *o = &s->rt->opts;
+	s->buf_size = o->buf_size;
+	s->buf_count = o->buf_count;
+	s->br_len = s->buf_count * sizeof(struct io_uring_buf);
+	s->br = mmap(NULL, s->br_len, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+	if (s->br == MAP_FAILED) {
+		s->br = NULL;
+		return -ENOMEM;
+	}
+	/* Buffers are touched only when the kernel fills them: idle shards stay small. */
+	s->bufs = mmap(NULL, (size_t)s->buf_size * s->buf_count, PROT_READ | PROT_WRITE,
+		       MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+	if (s->bufs == MAP_FAILED) {
+		s->bufs = NULL;
+		return -ENOMEM;
+	}
+	s->buf_next = calloc(s->buf_count, sizeof(*s->buf_next));
+	s->buf_len = calloc(s->buf_count, sizeof(*s->buf_len));
+	if (!s->buf_next || !s->buf_len)
+		return -ENOMEM;
+
+	struct io_uring_buf_reg reg = {
+		.ring_addr = (unsigned long)s->br,
+		.ring_entries = s->buf_count,
+		.bgid = ZT_BUF_GROUP,
+	};
+	int r = io_uring_register_buf_ring(&s->ring, &reg, 0);
+	if (r) {
+		ZT_ERROR(TARGET, "shard %u: provided buffer ring: %s", s->id, strerror(-r));
+		return r;
+	}
+	io_uring_buf_ring_init(s->br);
+	int mask = io_uring_buf_ring_mask(s->buf_count);
+	for (uint32_t i = 0; i < s->buf_count; i++)
+		io_uring_buf_ring_add(s->br, s->bufs + (size_t)i * s->buf_size, s->buf_size,
+				      (unsigned short)i, mask, (int)i);
+	io_uring_buf_ring_advance(s->br, (int)s->buf_count);
+	s->bufs_free = s->buf_count;
+	return 0;
+}
+
+void zt_shard_buf_return(struct zt_shard *s, uint16_t bid)
+{
+	io_uring_buf_ring_add(s->br, s->bufs + (size_t)bid * s->buf_size, s->buf_size, bid,
+			      io_uring_buf_ring_mask(s->buf_count), 0);
+	io_uring_buf_ring_advance(s->br, 1);
+	s->bufs_free++;
+}
+
+static void arm_accept(struct zt_shard *s, struct zt_listener *l)
+{
+	struct io_uring_sqe *sqe = zt_shard_sqe(s);
+	if (!sqe)
+		return;
+	io_uring_prep_multishot_accept(sqe, l->fd, NULL, NULL, SOCK_CLOEXEC);
+	io_uring_sqe_set_data(sqe, &l->op);
+	l->armed = true;
+}
+
+static void arm_wake(struct zt_shard *s)
+{
+	struct io_uring_sqe *sqe = zt_shard_sqe(s);
+	if (!sqe)
+		return;
+	io_uring_prep_read(sqe, s->wake_fd, &s->wake_val, sizeof(s->wake_val), 0);
+	io_uring_sqe_set_data(sqe, &s->wake_op);
+}
+
+static int open_listeners(struct zt_shard *s)
+{
+	const struct zt_engine_opts *o = &s->rt->opts;
+	struct {
+		uint16_t port;
+		enum zt_listener_kind kind;
+	} want[] = {{o->outbound_port, ZT_LISTEN_OUTBOUND}, {o->inbound_port, ZT_LISTEN_INBOUND}};
+
+	for (size_t i = 0; i < 2; i++) {
+		struct zt_listener *l = &s->listeners[s->n_listeners];
+		memset(l, 0, sizeof(*l));
+		/* Dual-stack [::] first; a namespace without IPv6 gets 0.0.0.0. */
+		zt_ip_parse("::", &l->addr.ip);
+		l->addr.port = want[i].port;
+		int fd = zt_sock_listen(&l->addr, 4096, true);
+		if (fd == -EAFNOSUPPORT || fd == -EADDRNOTAVAIL) {
+			zt_ip_parse("0.0.0.0", &l->addr.ip);
+			fd = zt_sock_listen(&l->addr, 4096, true);
+		}
+		if (fd < 0) {
+			char a[ZT_ADDRSTRLEN];
+			ZT_ERROR(TARGET, "listen on %s: %s",
+				 zt_sockaddr_str(&l->addr, a, sizeof(a)), strerror(-fd));
+			return fd;
+		}
+		l->fd = fd;
+		l->kind = want[i].kind;
+		l->op.kind = ZT_OP_ACCEPT;
+		s->n_listeners++;
+		if (s->id == 0) {
+			char a[ZT_ADDRSTRLEN];
+			ZT_INFO("proxy", "listener established address=%s component=\"%s\" shards=%u",
+				zt_sockaddr_str(&l->addr, a, sizeof(a)),
+				l->kind == ZT_LISTEN_OUTBOUND ? "outbound" : "inbound plaintext",
+				s->rt->n_shards);
+		}
+	}
+	for (unsigned i = 0; i < s->n_listeners; i++)
+		arm_accept(s, &s->listeners[i]);
+	s->listening = true;
+	return 0;
+}
+
+static void close_listeners(struct zt_shard *s)
+{
+	for (unsigned i = 0; i < s->n_listeners; i++) {
+		struct zt_listener *l = &s->listeners[i];
+		if (l->fd < 0)
+			continue;
+		struct io_uring_sqe *sqe = zt_shard_sqe(s);
+		if (sqe) {
+			/* The in-flight accept holds its own file reference, so the
+			 * close below is safe; its final CQE arrives as -ECANCELED. */
+			io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)&l->op, 0);
+			io_uring_sqe_set_data(sqe, NULL);
+			io_uring_sqe_set_flags(sqe, IOSQE_CQE_SKIP_SUCCESS);
+		}
+		close(l->fd);
+		l->fd = -1;
+	}
+	s->listening = false;
+}
+
+static void handle_accept(struct zt_shard *s, struct zt_listener *l, struct io_uring_cqe *cqe)
+{
+	if (!(cqe->flags & IORING_CQE_F_MORE))
+		l->armed = false;
+	if (cqe->res >= 0) {
+		if (l->fd < 0) { /* raced with close_listeners */
+			close(cqe->res);
+			return;
+		}
+		zt_conn_accepted(s, l, cqe->res);
+	} else if (cqe->res != -ECANCELED) {
+		ZT_WARN(TARGET, "accept: %s", strerror(-cqe->res));
+	}
+	if (!l->armed && l->fd >= 0)
+		arm_accept(s, l);
+}
+
+static void dispatch(struct zt_shard *s, struct io_uring_cqe *cqe)
+{
+	struct zt_op *op = io_uring_cqe_get_data(cqe);
+	if (!op)
+		return; /* cancel requests and other fire-and-forget SQEs */
+	switch (op->kind) {
+	case ZT_OP_ACCEPT:
+		handle_accept(s, (struct zt_listener *)((char *)op - offsetof(struct zt_listener, op)), cqe);
+		break;
+	case ZT_OP_WAKE:
+		arm_wake(s);
+		break;
+	default:
+		zt_conn_complete(s, op, cqe);
+		break;
+	}
+}
+
+static void pin_cpu(struct zt_shard *s)
+{
+	cpu_set_t allowed, one;
+	if (sched_getaffinity(0, sizeof(allowed), &allowed))
+		return;
+	unsigned n = 0;
+	for (int c = 0; c < CPU_SETSIZE; c++) {
+		if (!CPU_ISSET(c, &allowed))
+			continue;
+		if (n++ == s->id % (unsigned)CPU_COUNT(&allowed)) {
+			CPU_ZERO(&one);
+			CPU_SET(c, &one);
+			pthread_setaffinity_np(pthread_self(), sizeof(one), &one);
+			return;
+		}
+	}
+}
+
+static void *shard_main(void *arg)
+{
+	struct zt_shard *s = arg;
+	struct zt_runtime *rt = s->rt;
+	char name[16];
+
+	snprintf(name, sizeof(name), "zring-shard-%u", s->id);
+	pthread_setname_np(pthread_self(), name);
+	if (rt->opts.pin)
+		pin_cpu(s);
+	/* The ring is created here: with SINGLE_ISSUER the creating thread is
+	 * the only one allowed to submit. */
+	if (setup_ring(s) || setup_buffers(s) || open_listeners(s)) {
+		ZT_ERROR(TARGET, "shard %u failed to start", s->id);
+		atomic_store_explicit(&rt->draining, true, memory_order_relaxed);
+		return (void *)(intptr_t)-1;
+	}
+	s->wake_op.kind = ZT_OP_WAKE;
+	arm_wake(s);
+	/* relaxed: main only counts; readiness reads it */
+	atomic_fetch_add_explicit(&rt->shards_listening, 1, memory_order_relaxed);
+
+	zt_qsbr_online(&rt->qsbr, s->id);
+	bool aborted = false;
+	for (;;) {
+		/* Nothing read from the snapshot survives this point. */
+		zt_qsbr_quiescent(&rt->qsbr, s->id);
+
+		/* relaxed: a wake-up follows the store, and the flag is re-read
+		 * every loop anyway */
+		if (atomic_load_explicit(&rt->draining, memory_order_relaxed)) {
+			if (s->listening)
+				close_listeners(s);
+			if (s->n_conns == 0)
+				break;
+			uint64_t dl = atomic_load_explicit(&rt->drain_deadline_ms, memory_order_relaxed);
+			if (!aborted && zt_now_ms() >= dl) {
+				ZT_WARN(TARGET, "shard %u: drain deadline passed, closing %u connections",
+					s->id, s->n_conns);
+				zt_conn_abort_all(s);
+				aborted = true;
+			}
+		}
+
+		struct io_uring_cqe *cqe;
+		struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 200 * 1000000};
+		zt_qsbr_offline(&rt->qsbr, s->id);
+		int r = io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, &ts, NULL);
+		zt_qsbr_online(&rt->qsbr, s->id);
+		if (r < 0 && r != -ETIME && r != -EINTR && r != -EBUSY) {
+			ZT_ERROR(TARGET, "shard %u: io_uring_submit_and_wait: %s", s->id, strerror(-r));
+			break;
+		}
+		unsigned head, n = 0;
+		io_uring_for_each_cqe(&s->ring, head, cqe) {
+			dispatch(s, cqe);
+			n++;
+		}
+		io_uring_cq_advance(&s->ring, n);
+		if (s->n_starved)
+			zt_conn_rearm_starved(s);
+	}
+	zt_qsbr_offline(&rt->qsbr, s->id);
+	return NULL;
+}
+
+int zt_shard_start(struct zt_shard *s)
+{
+	int r = pthread_create(&s->thread, NULL, shard_main, s);
+	if (r)
+		return -r;
+	s->started = true;
+	return 0;
+}
+
+void zt_shard_join(struct zt_shard *s)
+{
+	if (s->started)
+		pthread_join(s->thread, NULL);
+	if (s->ring.ring_fd > 0)
+		io_uring_queue_exit(&s->ring);
+	for (struct zt_conn *c = s->free_conns, *n; c; c = n) {
+		n = c->next;
+		free(c);
+	}
+	if (s->br)
+		munmap(s->br, s->br_len);
+	if (s->bufs)
+		munmap(s->bufs, (size_t)s->buf_size * s->buf_count);
+	free(s->buf_next);
+	free(s->buf_len);
+	close(s->wake_fd);
+	free(s);
+}

@@ -1,0 +1,26 @@
+/* sock.h - socket helpers used by shards and the control thread. Any thread. */
+#ifndef ZT_SOCK_H
+#define ZT_SOCK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/addr.h"
+
+/* The mark that keeps zring's own sockets out of the capture rules (0x539). */
+#define ZT_SOCKET_MARK 1337
+
+/* A TCP listener on `addr` with SO_REUSEPORT (and SO_REUSEADDR). IPv6 listeners
+ * are dual-stack. Returns the fd or -errno. */
+int zt_sock_listen(const struct zt_sockaddr *addr, int backlog, bool reuseport);
+/* The destination before the iptables REDIRECT; falls back to the local
+ * address. *redirected tells which. Returns 0 or -errno. */
+int zt_sock_original_dst(int fd, struct zt_sockaddr *out, bool *redirected);
+int zt_sock_peer(int fd, struct zt_sockaddr *out);
+/* A TCP socket for an upstream connection, marked ZT_SOCKET_MARK. */
+int zt_sock_upstream(int family);
+void zt_sock_nodelay(int fd);
+/* Make the next close() send RST instead of FIN. */
+void zt_sock_set_rst(int fd);
+
+#endif
