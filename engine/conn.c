@@ -118,7 +118,9 @@ static void maybe_finish(struct zt_shard *s, struct zt_conn *c)
 }
 
 /* Stop everything: cancel the ops on both sockets; the sockets close when the
- * last op has completed. `rst_mask` bit i: close fd[i] with a reset. */
+ * last op has completed. `rst_mask` bit i: close fd[i] with a reset.
+ * Never frees: every entry point (zt_conn_complete, zt_conn_accepted, ...)
+ * calls maybe_finish() once, last, so no handler touches a freed connection. */
 static void conn_abort(struct zt_shard *s, struct zt_conn *c, int err, const char *what,
 		       unsigned rst_mask)
 {
@@ -144,7 +146,6 @@ static void conn_abort(struct zt_shard *s, struct zt_conn *c, int err, const cha
 			shutdown(c->fd[i], SHUT_RDWR);
 		}
 	}
-	maybe_finish(s, c);
 }
 
 static void arm_recv(struct zt_shard *s, struct zt_conn *c, int dir)
@@ -192,10 +193,8 @@ static void dir_progress(struct zt_shard *s, struct zt_conn *c, int dir)
 	if (!d->eof && !d->recv_armed && !d->starved &&
 	    d->q_bytes <= s->rt->opts.conn_buf_cap / 2)
 		arm_recv(s, c, dir);
-	if (c->d[0].shut && c->d[1].shut) {
-		c->state = ZT_CONN_CLOSING;
-		maybe_finish(s, c);
-	}
+	if (c->d[0].shut && c->d[1].shut)
+		c->state = ZT_CONN_CLOSING; /* the caller's maybe_finish frees it */
 }
 
 static void start_relay(struct zt_shard *s, struct zt_conn *c)
@@ -381,13 +380,13 @@ void zt_conn_accepted(struct zt_shard *s, struct zt_listener *l, int fd)
 	bool redirected = false;
 	if (zt_sock_peer(fd, &c->src) || zt_sock_original_dst(fd, &c->orig_dst, &redirected)) {
 		conn_abort(s, c, -ENOTCONN, "socket vanished before it was read", 1u);
-		return;
+		goto out;
 	}
 	/* A connection straight to our own port (not redirected) would loop. */
 	if (!redirected || is_own_port(&rt->opts, c->orig_dst.port)) {
 		c->dst = c->orig_dst;
 		conn_abort(s, c, -ELOOP, "refusing a call to zring's own port", 1u);
-		return;
+		goto out;
 	}
 
 	const struct zt_snapshot *snap = zt_rcu_deref(&rt->snapshot);
@@ -407,13 +406,13 @@ void zt_conn_accepted(struct zt_shard *s, struct zt_listener *l, int fd)
 	c->dst = r == 0 ? route.dst : c->orig_dst;
 	if (r) {
 		conn_abort(s, c, r, "no healthy upstream", 1u);
-		return;
+		goto out;
 	}
 
 	int ufd = zt_sock_upstream(c->dst.ip.family);
 	if (ufd < 0) {
 		conn_abort(s, c, ufd, "upstream socket", 1u);
-		return;
+		goto out;
 	}
 	c->fd[1] = ufd;
 
@@ -426,7 +425,7 @@ void zt_conn_accepted(struct zt_shard *s, struct zt_listener *l, int fd)
 	struct io_uring_sqe *tsqe = sqe ? zt_shard_sqe(s) : NULL;
 	if (!sqe || !tsqe) {
 		conn_abort(s, c, -ENOMEM, "submission queue full", 1u);
-		return;
+		goto out;
 	}
 	io_uring_prep_connect(sqe, ufd, (struct sockaddr *)&c->up_addr, c->up_len);
 	io_uring_sqe_set_data(sqe, &c->connect_op);
@@ -436,15 +435,17 @@ void zt_conn_accepted(struct zt_shard *s, struct zt_listener *l, int fd)
 	io_uring_prep_link_timeout(tsqe, &c->connect_ts, 0);
 	io_uring_sqe_set_data(tsqe, &c->timeout_op);
 	c->inflight += 2;
+out:
+	maybe_finish(s, c);
 }
 
 void zt_conn_rearm_starved(struct zt_shard *s)
 {
 	/* Re-arm only while enough buffers are free that the new recvs do not
 	 * immediately starve again. */
-	for (struct zt_conn *c = s->live.next; c != &s->live && s->n_starved; c = c->next) {
-		if (s->bufs_free < 8)
-			return;
+	struct zt_conn *c = s->live.next;
+	while (c != &s->live && s->n_starved && s->bufs_free >= 8) {
+		struct zt_conn *n = c->next; /* c may be finished below */
 		for (int i = 0; i < 2; i++) {
 			struct zt_dir *d = &c->d[i];
 			if (!d->starved)
@@ -453,6 +454,8 @@ void zt_conn_rearm_starved(struct zt_shard *s)
 			s->n_starved--;
 			dir_progress(s, c, i);
 		}
+		maybe_finish(s, c);
+		c = n;
 	}
 }
 
@@ -462,6 +465,7 @@ void zt_conn_abort_all(struct zt_shard *s)
 	while (c != &s->live) {
 		struct zt_conn *n = c->next; /* c may be freed by conn_abort */
 		conn_abort(s, c, -ESHUTDOWN, "drain deadline", 3u);
+		maybe_finish(s, c);
 		c = n;
 	}
 }
