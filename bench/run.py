@@ -81,9 +81,7 @@ def sh(cmd, timeout=30, check=True, ns=None, capture=True, env=None, stdin=None)
     return r.stdout if capture else ""
 
 
-def spawn(cmd, ns=None, env=None, stdout=None, cpu=None, stdin=subprocess.DEVNULL):
-    if cpu is not None:
-        cmd = ["taskset", "-c", str(cpu)] + cmd
+def spawn(cmd, ns=None, env=None, stdout=None, stdin=subprocess.DEVNULL):
     if ns:
         cmd = ["ip", "netns", "exec", ns] + cmd
     # ip netns exec and taskset both exec(), so the pid is the program's own pid.
@@ -178,8 +176,19 @@ class Env:
         self.zbench = find_zbench(args)
         self.zring = args.zring
         self.pki = None
-        self.load_cpu = 0 if args.pin else None
-        self.proxy_cpu = 1 if args.pin else None
+        self.set_placement("none")
+
+    def set_placement(self, pl):
+        # split: load generators and servers on CPU 0, proxies on CPU 1.
+        # one:   everything on CPU 0 (a cost comparison, no cross-core wake-ups).
+        # none:  the scheduler decides (zring gets --no-pin so it floats like HAProxy).
+        self.placement = pl
+        self.load_cpu = {"none": None, "split": 0, "one": 0}[pl]
+        self.proxy_cpu = {"none": None, "split": 1, "one": 0}[pl]
+
+    def pin(self, cmd, proxy=False):
+        cpu = self.proxy_cpu if proxy else self.load_cpu
+        return cmd if cpu is None else ["taskset", "-c", str(cpu)] + cmd
 
 
 def find_zbench(args):
@@ -200,13 +209,13 @@ class Trial:
         self.env, self.config, self.tag = env, config, tag
         self.proxies = []   # (name, Popen)
         self.servers = []
+        self.logs = []
 
     def __enter__(self):
         e = self.env
         ns_up(e.args)
-        self.servers.append(spawn(["iperf3", "-s", "-p", str(PORT_IPERF)], ns=NS_S, cpu=e.load_cpu))
-        self.servers.append(spawn([e.zbench, "server", "-p", str(PORT_ECHO), "-t", "1"], ns=NS_S,
-                                  cpu=e.load_cpu))
+        self.servers.append(spawn(e.pin(["iperf3", "-s", "-p", str(PORT_IPERF)]), ns=NS_S))
+        self.servers.append(spawn(e.pin([e.zbench, "server", "-p", str(PORT_ECHO), "-t", "1"]), ns=NS_S))
         wait_until(lambda: listening(NS_S, PORT_IPERF) and listening(NS_S, PORT_ECHO), 10, "servers")
         getattr(self, "setup_" + self.config.replace("-", "_"))()
         return self
@@ -233,11 +242,13 @@ class Trial:
         env["RUST_LOG"] = "info" if log_on else e.args.zring_log
         env.pop("LOG_FORMAT", None)
         cmd = [e.zring, "--config", cfg, "--shards", "1"] + e.args.zring_arg
-        logf = open(os.path.join(e.out, "logs", "%s-%s.log" % (name, self.tag)), "w")
-        p = spawn(cmd, ns=ns, env=env, stdout=logf, cpu=e.proxy_cpu)
-        COMMANDS["zring (%s)" % name] = "RUST_LOG=%s ip netns exec %s %s%s" % (
-            env["RUST_LOG"], ns, "taskset -c %d " % e.proxy_cpu if e.proxy_cpu is not None else "",
-            shlex.join(cmd))
+        if e.placement == "none":
+            cmd.append("--no-pin")
+        logf = open(os.path.join(e.out, "logs", "%s-%s-%s.log" % (name, e.placement, self.tag)), "w")
+        self.logs.append(logf.name)
+        p = spawn(e.pin(cmd, proxy=True), ns=ns, env=env, stdout=logf)
+        COMMANDS["zring (%s)" % name] = "RUST_LOG=%s ip netns exec %s %s" % (
+            env["RUST_LOG"], ns, shlex.join([c for c in cmd if c != "--no-pin"]))
         self.proxies.append((name, p))
 
         def ready():
@@ -283,11 +294,11 @@ class Trial:
         with open(cfg, "w") as f:
             f.write(text)
         cmd = ["haproxy", "-db", "-f", cfg]
-        logf = open(os.path.join(e.out, "logs", "%s-%s.log" % (name, self.tag)), "w")
-        p = spawn(cmd, ns=ns, stdout=logf, cpu=e.proxy_cpu)
-        COMMANDS["haproxy (%s)" % name] = "ip netns exec %s %s%s   # %s" % (
-            ns, "taskset -c %d " % e.proxy_cpu if e.proxy_cpu is not None else "", shlex.join(cmd),
-            "bench/haproxy/" + template)
+        logf = open(os.path.join(e.out, "logs", "%s-%s-%s.log" % (name, e.placement, self.tag)), "w")
+        self.logs.append(logf.name)
+        p = spawn(e.pin(cmd, proxy=True), ns=ns, stdout=logf)
+        COMMANDS["haproxy (%s)" % name] = "ip netns exec %s %s   # from bench/haproxy/%s" % (
+            ns, shlex.join(cmd), template)
         self.proxies.append((name, p))
 
         def ready():
@@ -317,6 +328,19 @@ class Trial:
     def proxy_pids(self):
         return [p.pid for _, p in self.proxies]
 
+    def proxy_cpu_secs(self):
+        """User+system CPU seconds of all proxy processes (all threads)."""
+        hz = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for _, p in self.proxies:
+            try:
+                with open("/proc/%d/stat" % p.pid) as f:
+                    rest = f.read().rsplit(")", 1)[1].split()
+                total += int(rest[11]) + int(rest[12])
+            except (OSError, IndexError, ValueError):
+                pass
+        return total / hz
+
     def check_alive(self):
         for name, p in self.proxies:
             if p.poll() is not None:
@@ -330,13 +354,18 @@ def m_tput(t, secs, reverse=False):
     cmd = ["iperf3", "-c", IP_S, "-p", str(PORT_IPERF), "-t", str(secs), "-O", "1", "-J"]
     if reverse:
         cmd.append("-R")
-    if e.load_cpu is not None:
-        cmd = ["taskset", "-c", str(e.load_cpu)] + cmd
     COMMANDS["throughput" + (" (reverse)" if reverse else "")] = "ip netns exec %s %s" % (NS_C, shlex.join(cmd))
-    out = sh(cmd, ns=NS_C, timeout=secs + 30)
+    c0, w0 = t.proxy_cpu_secs(), time.monotonic()
+    out = sh(e.pin(cmd), ns=NS_C, timeout=secs + 30)
+    c1, w1 = t.proxy_cpu_secs(), time.monotonic()
     j = json.loads(out)
     t.check_alive()
-    return j["end"]["sum_received"]["bits_per_second"] / 1e9
+    gbps = j["end"]["sum_received"]["bits_per_second"] / 1e9
+    # CPU of the proxies over the whole iperf3 run (including the omitted first second),
+    # against the bytes of the whole run (rate x (secs + 1)).
+    gbytes = gbps * (secs + 1) / 8
+    cpu = c1 - c0
+    return gbps, {"cpu_frac": cpu / (w1 - w0), "cpu_ms_per_gb": cpu * 1000 / gbytes if t.proxies else None}
 
 
 def m_perf_tput(t, secs, label):
@@ -344,20 +373,26 @@ def m_perf_tput(t, secs, label):
     e = t.env
     results = []
     cmd = ["iperf3", "-c", IP_S, "-p", str(PORT_IPERF), "-t", str(secs), "-J"]
-    ip = subprocess.Popen(["ip", "netns", "exec", NS_C] + cmd, stdout=subprocess.PIPE,
+    ip = subprocess.Popen(["ip", "netns", "exec", NS_C] + e.pin(cmd), stdout=subprocess.PIPE,
                           stderr=subprocess.DEVNULL, text=True)
     PROCS.append(ip)
     time.sleep(1)
     perfs = []
     for name, p in t.proxies:
         data = os.path.join(e.out, "perf-%s-%s.data" % (label, name))
-        perfs.append((name, data, subprocess.run(
-            ["perf", "record", "-g", "-o", data, "-p", str(p.pid), "--", "sleep", str(max(1, secs - 2))],
-            capture_output=True, text=True, timeout=secs + 30)))
+        pr = subprocess.Popen(["perf", "record", "-g", "-o", data, "-p", str(p.pid), "--", "sleep",
+                               str(max(1, secs - 2))], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        PROCS.append(pr)
+        perfs.append((name, data, pr))
+    for _, _, pr in perfs:
+        pr.wait(timeout=secs + 30)
+        PROCS.remove(pr)
     out, _ = ip.communicate(timeout=secs + 30)
     PROCS.remove(ip)
     gbps = json.loads(out)["end"]["sum_received"]["bits_per_second"] / 1e9
     for name, data, _ in perfs:
+        COMMANDS["perf (%s)" % name] = "perf record -g -p PID -- sleep %d; perf report --no-children " \
+            "--sort dso,sym" % max(1, secs - 2)
         rep = os.path.join(e.out, "perf-%s-%s.txt" % (label, name))
         txt = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children",
                               "--percent-limit", "1", "-g", "none", "--sort", "dso,sym"],
@@ -369,6 +404,10 @@ def m_perf_tput(t, secs, label):
                                capture_output=True, text=True, timeout=120).stdout
         with open(rep.replace(".txt", "-callgraph.txt"), "w") as f:
             f.write(graph)
+        dso = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "-g", "none",
+                              "--sort", "dso"], capture_output=True, text=True, timeout=120).stdout
+        with open(rep.replace(".txt", "-dso.txt"), "w") as f:
+            f.write(dso)
         results.append((name, rep))
     return gbps, results
 
@@ -377,10 +416,8 @@ def m_lat(t, size, secs):
     e = t.env
     cmd = [e.zbench, "pingpong", "-c", "%s:%d" % (IP_S, PORT_ECHO), "-s", str(size), "-d", str(secs),
            "-n", "2000000", "-w", "500"]
-    if e.load_cpu is not None:
-        cmd = ["taskset", "-c", str(e.load_cpu)] + cmd
     COMMANDS["latency %dB" % size] = "ip netns exec %s %s" % (NS_C, shlex.join(cmd))
-    j = json.loads(sh(cmd, ns=NS_C, timeout=secs + 30))
+    j = json.loads(sh(e.pin(cmd), ns=NS_C, timeout=secs + 30))
     t.check_alive()
     return j
 
@@ -389,11 +426,13 @@ def m_conn(t, secs, conc):
     e = t.env
     cmd = [e.zbench, "connrate", "-c", "%s:%d" % (IP_S, PORT_ECHO), "-s", "1024", "-C", str(conc),
            "-d", str(secs), "-n", "2000000"]
-    if e.load_cpu is not None:
-        cmd = ["taskset", "-c", str(e.load_cpu)] + cmd
     COMMANDS["connections/s"] = "ip netns exec %s %s" % (NS_C, shlex.join(cmd))
-    j = json.loads(sh(cmd, ns=NS_C, timeout=secs + 30))
+    c0, w0 = t.proxy_cpu_secs(), time.monotonic()
+    j = json.loads(sh(e.pin(cmd), ns=NS_C, timeout=secs + 30))
+    c1, w1 = t.proxy_cpu_secs(), time.monotonic()
     t.check_alive()
+    j["proxy_cpu_frac"] = (c1 - c0) / (w1 - w0)
+    j["proxy_cpu_us_per_conn"] = (c1 - c0) * 1e6 / j["conns"] if t.proxies and j["conns"] else None
     return j
 
 
@@ -402,14 +441,14 @@ def m_rss(t, n):
     e = t.env
     target = "%s:%d" % (IP_S, PORT_ECHO)
     # Warm up: 200 connections opened and closed, so one-time allocations are in the baseline.
-    sh([e.zbench, "hold", "-c", target, "-n", "200", "-d", "20"], ns=NS_C, timeout=60)
+    sh(e.pin([e.zbench, "hold", "-c", target, "-n", "200", "-d", "20"]), ns=NS_C, timeout=60)
     time.sleep(0.5)
     pids = t.proxy_pids()
     before = sum(rss_kib(p) for p in pids)
     fd_before = sum(nfds(p) for p in pids)
     cmd = [e.zbench, "hold", "-c", target, "-n", str(n), "-d", "120", "-P", "256"]
     COMMANDS["idle connections"] = "ip netns exec %s %s   # holds until stdin closes" % (NS_C, shlex.join(cmd))
-    h = spawn(cmd, ns=NS_C, stdout=subprocess.PIPE, stdin=subprocess.PIPE)
+    h = spawn(e.pin(cmd), ns=NS_C, stdout=subprocess.PIPE, stdin=subprocess.PIPE)
     line = h.stdout.readline().split()
     if not line or line[0] != "ready":
         stop(h)
@@ -420,6 +459,7 @@ def m_rss(t, n):
     after = sum(rss_kib(p) for p in pids)
     fd_after = sum(nfds(p) for p in pids)
     per_proc = {name: rss_kib(p.pid) for name, p in t.proxies}
+    per_proc_fds = {name: nfds(p.pid) for name, p in t.proxies}
     h.stdin.close()
     rest = h.stdout.read()
     h.wait(timeout=30)
@@ -434,6 +474,7 @@ def m_rss(t, n):
     return {"n": n, "ok": ok, "failed": failed, "open_secs": secs, "alive_at_end": alive,
             "rss_before_kib": before, "rss_after_kib": after, "rss_after_close_kib": released,
             "fds_before": fd_before, "fds_after": fd_after, "per_proc_after_kib": per_proc,
+            "per_proc_fds_after": per_proc_fds,
             "delta_kib": after - before}
 
 
@@ -462,6 +503,49 @@ def ratio(a, b):
     return "%.2f×" % (a / b)
 
 
+def cpu_snapshot():
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + v[4]
+    procs = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % pid) as f:
+                st = f.read()
+            comm = st[st.index("(") + 1:st.rindex(")")]
+            rest = st[st.rindex(")") + 2:].split()
+            procs[int(pid)] = (comm, int(rest[11]) + int(rest[12]))
+        except (OSError, ValueError, IndexError):
+            continue
+    return sum(v), idle, procs
+
+
+def machine_load(secs=2.0):
+    """CPU use by everything on the machine over a short window (the bench is idle then)."""
+    t0, i0, p0 = cpu_snapshot()
+    time.sleep(secs)
+    t1, i1, p1 = cpu_snapshot()
+    busy = 100.0 * (1 - (i1 - i0) / max(1, t1 - t0))
+    hz = os.sysconf("SC_CLK_TCK")
+    top = []
+    for pid, (comm, ticks) in p1.items():
+        if pid in p0 and p0[pid][0] == comm:
+            pct = 100.0 * (ticks - p0[pid][1]) / hz / secs
+            if pct >= 5:
+                top.append((pct, comm, pid))
+    top.sort(reverse=True)
+    return busy, top[:5]
+
+
+def load_text(busy, top):
+    s = "%.0f%% of all CPUs busy" % busy
+    if top:
+        s += " (" + ", ".join("%s %.0f%%" % (c, p) for p, c, _ in top) + ")"
+    return s
+
+
 def machine_info(env):
     info = {}
     info["kernel"] = platform.release()
@@ -473,7 +557,7 @@ def machine_info(env):
                 break
     info["cpu"] = model
     info["cores"] = os.cpu_count()
-    info["hypervisor"] = sh(["systemd-detect-virt"], check=False).strip() or "?"
+    info["hypervisor"] = (sh(["systemd-detect-virt", "--vm"], check=False).strip() or "?") + " VM"
     try:
         with open("/etc/debian_version") as f:
             info["debian"] = f.read().strip()
@@ -490,26 +574,41 @@ def machine_info(env):
     return info
 
 
-def report(env, configs, res, cmdline, started, info):
+PLACEMENT_TEXT = {
+    "split": "load generators and servers on CPU 0, proxies on CPU 1 (taskset); each hop that crosses "
+             "between a proxy and an endpoint is a cross-core wake-up",
+    "one": "everything (load generators, servers, proxies) on CPU 0 (taskset): throughput and connection "
+           "rate measure the total CPU cost of a path; no cross-core wake-ups",
+    "none": "no pinning; the scheduler places everything on the cores (zring runs with --no-pin); "
+            "noisiest, latency is bimodal depending on placement",
+}
+
+
+def report(env, configs, allres, cmdline, started, info, stamp):
     a = env.args
     L = []
     L.append("# zring benchmark — %s" % started.strftime("%Y-%m-%d %H:%M"))
     L.append("")
-    L.append("Command: `%s`" % cmdline)
+    L.append("Command: `%s` (as root, from the repository root)" % cmdline)
     L.append("")
     L.append("Machine: %s, %s cores (%s), kernel %s, Debian %s. %s. %s." % (
         info["cpu"], info["cores"], info.get("hypervisor"), info["kernel"], info.get("debian", "?"),
         info["haproxy"], info["iperf3"]))
     if "zring" in info:
         L.append("zring: %s." % info["zring"])
+    L.append("Other load on the machine (2 s sample, bench idle): before the run %s; after it %s. Run time %s." % (
+        info.get("load_start", "?"), info.get("load_end", "?"), info.get("duration", "?")))
+    qs = allres.get("_quiet")
+    if qs and a.wait_quiet > 0:
+        L.append("Before each of the %d trials the harness waited (up to %d s) for the other CPU use to drop to "
+                 "≤%.0f%%: %.0f s of waiting in all; %d trial(s) ran while the machine was still busy." % (
+                     qs["trials"], a.wait_quiet, a.quiet_pct, qs["waited_s"], qs["busy_trials"]))
     L.append("")
     L.append("Topology: client netns `%s` (%s) —veth (MTU %s)— server netns `%s` (%s); load generators in the "
              "client ns, iperf3 -s and the zbench echo server in the server ns. Every (path, repetition) "
              "starts from fresh namespaces, servers and proxies; repetitions are interleaved across paths. "
-             "CPU pinning: %s. zring runs `--shards 1`; each HAProxy `nbthread 1`, `tune.bufsize 262144`." % (
-                 NS_C, IP_C, a.mtu or 1500, NS_S, IP_S,
-                 "load on CPU 0, proxies on CPU 1" if a.pin else "none (the scheduler places everything on "
-                 "the %d cores)" % os.cpu_count()))
+             "zring runs `--shards 1` (one shard thread; it also has a control thread, idle here); each HAProxy "
+             "`nbthread 1`, `tune.bufsize 262144`." % (NS_C, IP_C, a.mtu or 1500, NS_S, IP_S))
     L.append("")
     L.append("Paths:")
     L.append("")
@@ -518,134 +617,34 @@ def report(env, configs, res, cmdline, started, info):
     L.append("")
     L.append("Ratios: `×direct` = path / direct; `×HAProxy pair` = path / haproxy-pair; `×HAProxy same` = path / "
              "the HAProxy path with the same number of proxies (zring→haproxy1, zring-pair→haproxy-pair). "
-             "For throughput and connections/s higher is better; for latency lower is better. "
-             "Cells are median (min–max) over the repetitions.")
+             "Higher is better for throughput and connections/s, lower for latency. "
+             "Cells: median (min–max) over the repetitions.")
     L.append("")
-
-    def row_ratios(c, getter):
-        v = getter(c)
-        d = getter("direct") if "direct" in configs else None
-        hp = getter("haproxy-pair") if "haproxy-pair" in configs else None
-        same = SAME_COUNT_PEER.get(c)
-        sv = getter(same) if same in configs else None
-        return ratio(v, d), ratio(v, hp), ratio(v, sv) if same else "—"
-
-    if "tput" in a.metrics:
-        for key, title in (("tput", "Single-stream throughput (iperf3, Gbit/s)"),
-                           ("tput_rev", "Single-stream throughput, reverse (iperf3 -R, Gbit/s)")):
-            if not any(res[c].get(key) for c in configs):
-                continue
-            L.append("## %s" % title)
-            L.append("")
-            L.append("%d runs × %d s each (first second omitted)." % (a.runs, a.tput_secs))
-            L.append("")
-            L.append("| path | proxies | median | min–max | ×direct | ×HAProxy pair | ×HAProxy same |")
-            L.append("|---|---|---|---|---|---|---|")
-            med = lambda c: (stat(res[c].get(key, [])) or (None,))[0]
-            for c in configs:
-                s = stat(res[c].get(key, []))
-                if not s:
-                    continue
-                r = row_ratios(c, med)
-                L.append("| %s | %d | **%s** | %s–%s | %s | %s | %s |" % (
-                    c, PROXIES[c], fmt(s[0]), fmt(s[1]), fmt(s[2]), *r))
-            L.append("")
-
-    if "lat" in a.metrics:
-        L.append("## Request/response latency (zbench pingpong, one connection, µs)")
-        L.append("")
-        L.append("%d runs × %d s each per size; TCP_NODELAY; a message of N bytes is sent and the same N bytes "
-                 "echoed back; each sample is one full round trip. Median of the per-run percentiles, "
-                 "(min–max) across runs; ratios use the medians." % (a.runs, a.lat_secs))
-        L.append("")
-        L.append("| path | size | p50 | p50 min–max | p99 | p99 min–max | p50 ×direct | p99 ×direct | "
-                 "p99 ×HAProxy pair | p99 ×HAProxy same | round trips/s |")
-        L.append("|---|---|---|---|---|---|---|---|---|---|---|")
-        for size in a.sizes:
-            key = "lat%d" % size
-            for c in configs:
-                runs = res[c].get(key, [])
-                if not runs:
-                    continue
-                p50 = stat([r["p50_us"] for r in runs])
-                p99 = stat([r["p99_us"] for r in runs])
-                rps = stat([r["rtt_per_s"] for r in runs])
-                g50 = lambda x: (stat([r["p50_us"] for r in res[x].get(key, [])]) or (None,))[0]
-                g99 = lambda x: (stat([r["p99_us"] for r in res[x].get(key, [])]) or (None,))[0]
-                r50 = row_ratios(c, g50)
-                r99 = row_ratios(c, g99)
-                L.append("| %s | %d B | **%s** | %s–%s | **%s** | %s–%s | %s | %s | %s | %s | %s |" % (
-                    c, size, fmt(p50[0], 1), fmt(p50[1], 1), fmt(p50[2], 1), fmt(p99[0], 1), fmt(p99[1], 1),
-                    fmt(p99[2], 1), r50[0], r99[0], r99[1], r99[2], fmt(rps[0], 0)))
-        L.append("")
-
-    if "conn" in a.metrics:
-        L.append("## New connections per second (zbench connrate)")
-        L.append("")
-        L.append("%d runs × %d s; %d concurrent loops, each: connect, send 1 KiB, read the 1 KiB echo, close "
-                 "(client closes first). Latency = connect start → last response byte." % (
-                     a.runs, a.conn_secs, a.conc))
-        L.append("")
-        L.append("| path | proxies | conn/s median | min–max | ×direct | ×HAProxy pair | ×HAProxy same | "
-                 "p50 µs | p99 µs | errors |")
-        L.append("|---|---|---|---|---|---|---|---|---|---|")
-        for c in configs:
-            runs = res[c].get("conn", [])
-            if not runs:
-                continue
-            s = stat([r["conns_per_s"] for r in runs])
-            med = lambda x: (stat([r["conns_per_s"] for r in res[x].get("conn", [])]) or (None,))[0]
-            r = row_ratios(c, med)
-            p50 = stat([r_["p50_us"] for r_ in runs])[0]
-            p99 = stat([r_["p99_us"] for r_ in runs])[0]
-            errs = sum(r_["errors"] for r_ in runs)
-            L.append("| %s | %d | **%s** | %s–%s | %s | %s | %s | %s | %s | %d |" % (
-                c, PROXIES[c], fmt(s[0]), fmt(s[1]), fmt(s[2]), *r, fmt(p50, 0), fmt(p99, 0), errs))
-        L.append("")
-
+    for pl in a.placements:
+        L.extend(report_placement(env, configs, allres[pl], pl))
+    rss_pl = a.placements[0]
     if "rss" in a.metrics:
-        L.append("## Memory per %d idle connections (VmRSS of the proxy processes)" % a.idle)
+        L.extend(report_rss(env, configs, allres["_rss"], rss_pl))
+    if allres.get("_perf"):
+        L.append("## perf (iperf3 through the proxy, `perf record -g -p PID`, placement %s)" % rss_pl)
         L.append("")
-        L.append("A fresh proxy; 200 connections opened and closed (warm-up); baseline RSS; then zbench hold opens "
-                 "%d connections through the proxy (a 1-byte round trip on each, so both legs are up) and holds "
-                 "them; RSS again after 1 s. Sum over the path's proxies. Kernel socket memory is not in RSS. "
-                 "`Δ MiB per 10k` scales the measured growth linearly to 10,000 connections%s."
-                 % (a.idle, " (the open-file limit here is %d and cannot be raised without CAP_SYS_RESOURCE; a "
-                    "proxy needs two descriptors per connection, so %d is the largest round test size)" % (
-                        a.nofile, a.idle) if a.idle < 10000 else ""))
-        L.append("")
-        L.append("| path | proxies | held | RSS before (MiB) | RSS with %d idle (MiB) | Δ MiB per 10k | KiB per conn | "
-                 "RSS after close (MiB) | proxy fds before→after | still open at end |" % a.idle)
-        L.append("|---|---|---|---|---|---|---|---|---|---|")
-        for c in configs:
-            r = res[c].get("rss")
-            if not r:
-                continue
-            per10k = r["delta_kib"] / 1024.0 * 10000.0 / max(1, r["ok"])
-            L.append("| %s | %d | %d/%d | %.1f | %.1f | **%.1f** | %.2f | %.1f | %d→%d | %s |" % (
-                c, PROXIES[c], r["ok"], r["n"], r["rss_before_kib"] / 1024.0, r["rss_after_kib"] / 1024.0,
-                per10k, r["delta_kib"] / max(1, r["ok"]), r["rss_after_close_kib"] / 1024.0,
-                r["fds_before"], r["fds_after"], r["alive_at_end"]))
-        L.append("")
-
-    if res.get("_perf"):
-        L.append("## perf (iperf3 through the proxy, `perf record -g -p PID`)")
-        L.append("")
-        for label, gbps, reps in res["_perf"]:
+        for label, gbps, reps in allres["_perf"]:
             L.append("%s at %.2f Gbit/s while recording:" % (label, gbps))
             L.append("")
             for name, path in reps:
-                L.append("- %s: `%s`" % (name, os.path.relpath(path, ROOT)))
+                L.append("- %s: `%s` (self time by object, then by symbol ≥1%%)" % (
+                    name, os.path.relpath(path, ROOT)))
                 L.append("")
                 L.append("```")
-                L.extend(top_symbols(path, 15))
+                L.extend(top_symbols(path.replace(".txt", "-dso.txt"), 4))
+                L.append("--")
+                L.extend(top_symbols(path, 14))
                 L.append("```")
             L.append("")
-
-    if res.get("_errors"):
+    if allres.get("_errors"):
         L.append("## Errors")
         L.append("")
-        for e in res["_errors"]:
+        for e in allres["_errors"]:
             L.append("- %s" % e)
         L.append("")
 
@@ -656,13 +655,136 @@ def report(env, configs, res, cmdline, started, info):
              "net.ipv4.tcp_tw_reuse=1`." % (NS_C, NS_S, IF_C, NS_C, IF_S, NS_S, IP_C, IP_S))
     L.append("Servers (server ns): `iperf3 -s -p %d`, `%s server -p %d -t 1`." % (
         PORT_IPERF, os.path.relpath(env.zbench, ROOT), PORT_ECHO))
+    L.append("Placement prefixes: split → `taskset -c 0` for load generators and servers, `taskset -c 1` for "
+             "proxies; one → `taskset -c 0` for everything; none → no taskset, zring gets `--no-pin`.")
     L.append("")
     for k in sorted(COMMANDS):
         L.append("- %s: `%s`" % (k, COMMANDS[k].replace(ROOT + "/", "")))
     L.append("")
-    L.append("Raw numbers: `%s`." % os.path.relpath(os.path.join(env.out, "results-%s.json" % started.strftime(
-        "%Y%m%d-%H%M%S")), ROOT))
+    L.append("Raw numbers: `%s`; per-process logs in `bench/out/logs/`." % os.path.relpath(
+        os.path.join(env.out, "results-%s.json" % stamp), ROOT))
     return "\n".join(L) + "\n"
+
+
+def report_placement(env, configs, res, pl):
+    a = env.args
+    L = ["## Placement `%s`" % pl, "", PLACEMENT_TEXT[pl] + ".", ""]
+
+    def med_of(key, field=None):
+        def g(c):
+            if c not in res:
+                return None
+            runs = res[c].get(key, [])
+            xs = [r[field] for r in runs] if field else runs
+            s = stat(xs)
+            return s[0] if s else None
+        return g
+
+    def ratios(c, g):
+        v = g(c)
+        d = g("direct") if "direct" in configs else None
+        hp = g("haproxy-pair") if "haproxy-pair" in configs else None
+        same = SAME_COUNT_PEER.get(c)
+        sv = g(same) if same in configs else None
+        return ratio(v, d), ratio(v, hp), (ratio(v, sv) if same else "—")
+
+    if "tput" in a.metrics:
+        for key, title in (("tput", "Single-stream throughput (iperf3, Gbit/s)"),
+                           ("tput_rev", "Single-stream throughput, reverse (iperf3 -R, Gbit/s)")):
+            if not any(res[c].get(key) for c in configs):
+                continue
+            L += ["### %s" % title, "",
+                  "%d runs × %d s (first second omitted)." % (a.runs, a.tput_secs), "",
+                  "| path | proxies | median | min–max | ×direct | ×HAProxy pair | ×HAProxy same | "
+                  "proxy CPU (% of a core) | proxy CPU ms per GB |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+            g = med_of(key)
+            for c in configs:
+                s = stat(res[c].get(key, []))
+                if s:
+                    cpu = res[c].get(key + "_cpu", [])
+                    frac = stat([x["cpu_frac"] for x in cpu])
+                    mspg = stat([x["cpu_ms_per_gb"] for x in cpu])
+                    L.append("| %s | %d | **%s** | %s–%s | %s | %s | %s | %s | %s |" % (
+                        c, PROXIES[c], fmt(s[0]), fmt(s[1]), fmt(s[2]), *ratios(c, g),
+                        fmt(100 * frac[0], 0) if frac and PROXIES[c] else "—", fmt(mspg[0], 0) if mspg else "—"))
+            L.append("")
+
+    if "lat" in a.metrics:
+        L += ["### Request/response latency (zbench pingpong, one connection, µs)", "",
+              "%d runs × %d s per size; TCP_NODELAY; N bytes sent, the same N bytes echoed back; one sample per "
+              "round trip. Cells: median of the per-run percentiles (min–max across runs)." % (
+                  a.runs, a.lat_secs), "",
+              "| path | size | p50 | p99 | p50 ×direct | p99 ×direct | p99 ×HAProxy pair | p99 ×HAProxy same | "
+              "round trips/s |",
+              "|---|---|---|---|---|---|---|---|---|"]
+        for size in a.sizes:
+            key = "lat%d" % size
+            g50, g99 = med_of(key, "p50_us"), med_of(key, "p99_us")
+            for c in configs:
+                runs = res[c].get(key, [])
+                if not runs:
+                    continue
+                p50 = stat([r["p50_us"] for r in runs])
+                p99 = stat([r["p99_us"] for r in runs])
+                rps = stat([r["rtt_per_s"] for r in runs])
+                r50, r99 = ratios(c, g50), ratios(c, g99)
+                L.append("| %s | %d B | **%s** (%s–%s) | **%s** (%s–%s) | %s | %s | %s | %s | %s |" % (
+                    c, size, fmt(p50[0], 1), fmt(p50[1], 1), fmt(p50[2], 1), fmt(p99[0], 1), fmt(p99[1], 1),
+                    fmt(p99[2], 1), r50[0], r99[0], r99[1], r99[2], fmt(rps[0], 0)))
+        L.append("")
+
+    if "conn" in a.metrics:
+        L += ["### New connections per second (zbench connrate)", "",
+              "%d runs × %d s; %d concurrent loops, each: connect, send 1 KiB, read the 1 KiB echo, close "
+              "(client closes first). Latency: connect start → last response byte." % (
+                  a.runs, a.conn_secs, a.conc), "",
+              "| path | proxies | conn/s | min–max | ×direct | ×HAProxy pair | ×HAProxy same | "
+              "p50 µs | p99 µs | errors | proxy CPU (% of a core) | proxy CPU µs per conn |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        g = med_of("conn", "conns_per_s")
+        for c in configs:
+            runs = res[c].get("conn", [])
+            if not runs:
+                continue
+            s = stat([r["conns_per_s"] for r in runs])
+            p50 = stat([r["p50_us"] for r in runs])[0]
+            p99 = stat([r["p99_us"] for r in runs])[0]
+            errs = sum(r["errors"] + r.get("unfinished", 0) for r in runs)
+            frac = stat([r["proxy_cpu_frac"] for r in runs if "proxy_cpu_frac" in r])
+            upc = stat([r.get("proxy_cpu_us_per_conn") for r in runs])
+            L.append("| %s | %d | **%s** | %s–%s | %s | %s | %s | %s | %s | %d | %s | %s |" % (
+                c, PROXIES[c], fmt(s[0], 0), fmt(s[1], 0), fmt(s[2], 0), *ratios(c, g), fmt(p50, 0), fmt(p99, 0),
+                errs, fmt(100 * frac[0], 0) if frac and PROXIES[c] else "—", fmt(upc[0], 1) if upc else "—"))
+        L.append("")
+    return L
+
+
+def report_rss(env, configs, rres, pl):
+    a = env.args
+    L = ["## Memory per 10k idle connections (VmRSS of the proxy processes; placement `%s`)" % pl, "",
+         "A fresh proxy; 200 connections opened and closed (warm-up); baseline VmRSS; then `zbench hold` opens "
+         "%d connections through the path (a 1-byte round trip on each, so both legs are up) and holds them; "
+         "VmRSS again after 1 s. Sum over the path's proxies. Kernel socket memory is not in RSS. "
+         "`Δ MiB per 10k` scales the measured growth linearly to 10,000 connections%s." % (
+             a.idle, " (this machine's open-file hard limit is %d and cannot be raised without CAP_SYS_RESOURCE; "
+             "a proxy needs two descriptors per connection, so %d is the largest round size)" % (a.nofile, a.idle)
+             if a.idle < 10000 and a.idle == (a.nofile - 150) // 2 // 100 * 100 else ""), "",
+         "| path | proxies | held | RSS before (MiB) | RSS held (MiB) | Δ MiB per 10k | KiB per conn | "
+         "RSS after close (MiB) | proxy fds before→held | alive at end |",
+         "|---|---|---|---|---|---|---|---|---|---|"]
+    for c in configs:
+        r = rres.get(c)
+        if not r:
+            continue
+        per10k = r["delta_kib"] / 1024.0 * 10000.0 / max(1, r["ok"])
+        fds = "+".join(str(v) for v in r.get("per_proc_fds_after", {}).values()) or str(r["fds_after"])
+        L.append("| %s | %d | %d/%d | %.1f | %.1f | **%.1f** | %.2f | %.1f | %d→%s | %s |" % (
+            c, PROXIES[c], r["ok"], r["n"], r["rss_before_kib"] / 1024.0, r["rss_after_kib"] / 1024.0,
+            per10k, r["delta_kib"] / max(1, r["ok"]), r["rss_after_close_kib"] / 1024.0,
+            r["fds_before"], fds, r["alive_at_end"]))
+    L.append("")
+    return L
 
 
 def top_symbols(path, n):
@@ -681,43 +803,57 @@ def top_symbols(path, n):
     return out
 
 
+
 # ------------------------------------------------------------------ main
 
 def main():
     global LOG
     ap = argparse.ArgumentParser(description="zring vs direct vs HAProxy benchmark (run as root)")
-    ap.add_argument("--quick", action="store_true", help="2 short runs per metric (about 3 minutes)")
+    ap.add_argument("--quick", action="store_true",
+                    help="2 short runs per metric, placement split only (a few minutes)")
     ap.add_argument("--configs", default=None,
                     help="comma list of paths (default: %s; also: haproxy-mtls)" % ",".join(DEFAULT_CONFIGS))
-    ap.add_argument("--mtls", action="store_true", help="add the HAProxy mTLS pair")
+    ap.add_argument("--mtls", action="store_true", help="add the HAProxy mTLS pair (haproxy-mtls)")
     ap.add_argument("--metrics", default="tput,lat,conn,rss", help="comma list of tput,lat,conn,rss")
+    ap.add_argument("--pin", default=None,
+                    help="comma list of CPU placements, each a full pass: split (load+servers CPU 0, proxies "
+                    "CPU 1), one (everything on CPU 0), none (scheduler decides). Default split,one; quick split")
     ap.add_argument("--runs", type=int, help="repetitions per metric (default 5; quick 2)")
-    ap.add_argument("--tput-secs", type=int, help="iperf3 seconds per run (default 10; quick 3)")
+    ap.add_argument("--tput-secs", type=int, help="iperf3 seconds per run (default 8; quick 3)")
     ap.add_argument("--reverse", action="store_true", help="also measure iperf3 -R")
     ap.add_argument("--lat-secs", type=int, help="seconds per latency run (default 4; quick 2)")
-    ap.add_argument("--sizes", default="1,1024", help="latency message sizes in bytes")
+    ap.add_argument("--sizes", default="1,1024", help="latency message sizes in bytes (default 1,1024)")
     ap.add_argument("--conn-secs", type=int, help="seconds per connection-rate run (default 4; quick 2)")
     ap.add_argument("--conc", type=int, default=16, help="concurrent connection loops (default 16)")
     ap.add_argument("--idle", type=int, default=0,
                     help="idle connections for the RSS test (default 10000, capped by the fd limit)")
-    ap.add_argument("--pin", action="store_true", help="load generators+servers on CPU 0, proxies on CPU 1")
     ap.add_argument("--mtu", type=int, default=0, help="veth MTU (default: 1500)")
-    ap.add_argument("--perf", action="store_true", help="perf record zring and haproxy1 during iperf3")
+    ap.add_argument("--perf", action="store_true", help="perf record the proxies of zring/haproxy paths during iperf3")
     ap.add_argument("--zring", default=os.path.join(ROOT, "build", "engine", "zring"), help="zring binary")
-    ap.add_argument("--zring-log", default="warn", help="RUST_LOG for zring runs without access log (default warn)")
+    ap.add_argument("--zring-log", default="warn", help="RUST_LOG for zring without access log (default warn)")
     ap.add_argument("--zring-arg", action="append", default=[], help="extra zring argument (repeatable)")
     ap.add_argument("--out", default=os.path.join(HERE, "out"), help="output directory (default bench/out)")
+    ap.add_argument("--wait-quiet", type=int, default=120,
+                    help="before each trial wait up to this many seconds for the machine's other CPU use to "
+                    "drop to --quiet-pct (default 120; 0 = don't wait)")
+    ap.add_argument("--wait-budget", type=int, default=1800,
+                    help="stop waiting for quiet once this many seconds were spent waiting (default 1800)")
+    ap.add_argument("--quiet-pct", type=float, default=8, help="see --wait-quiet (default 8%% of all CPUs)")
     ap.add_argument("--publish", action="store_true", help="also copy the report to bench/RESULTS.md")
     a = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/run.py needs root (network namespaces, iptables)")
     q = a.quick
     a.runs = a.runs or (2 if q else 5)
-    a.tput_secs = a.tput_secs or (3 if q else 10)
+    a.tput_secs = a.tput_secs or (3 if q else 8)
     a.lat_secs = a.lat_secs or (2 if q else 4)
     a.conn_secs = a.conn_secs or (2 if q else 4)
     a.sizes = [int(x) for x in a.sizes.split(",") if x]
     a.metrics = [m for m in a.metrics.split(",") if m]
+    a.placements = [p for p in (a.pin or ("split" if q else "split,one")).split(",") if p]
+    for p in a.placements:
+        if p not in PLACEMENT_TEXT:
+            sys.exit("unknown placement %r (split, one, none)" % p)
     configs = a.configs.split(",") if a.configs else list(DEFAULT_CONFIGS)
     if a.mtls and "haproxy-mtls" not in configs:
         configs.append("haproxy-mtls")
@@ -725,13 +861,20 @@ def main():
         if c not in ALL_CONFIGS:
             sys.exit("unknown path %r (known: %s)" % (c, ", ".join(ALL_CONFIGS)))
     a.out = os.path.abspath(a.out)
+    a.zring = os.path.abspath(a.zring)
     os.makedirs(os.path.join(a.out, "logs"), exist_ok=True)
-    for tool in ("iperf3", "haproxy", "iptables", "curl", "taskset", "ss"):
+    for tool in ("iperf3", "haproxy", "iptables", "curl", "taskset", "ss", "openssl"):
         if not shutil.which(tool):
-            sys.exit("missing tool: %s (apt-get install iperf3 haproxy iptables curl util-linux iproute2)" % tool)
+            sys.exit("missing tool: %s (apt-get install iperf3 haproxy iptables curl util-linux iproute2 openssl)"
+                     % tool)
+    if a.perf and not shutil.which("perf"):
+        sys.exit("--perf needs perf (apt-get install linux-perf)")
     if not os.path.exists(a.zring) and any(c.startswith("zring") for c in configs):
-        print("warning: %s not found; skipping zring paths (build with ninja -C build)" % a.zring)
+        print("warning: %s not found; skipping zring paths (build: ninja -C build)" % a.zring)
         configs = [c for c in configs if not c.startswith("zring")]
+    for ns in (NS_C, NS_S):
+        if ns_exists(ns):
+            sys.exit("namespace %s exists: another bench running? (ip netns del %s to clear a stale one)" % (ns, ns))
     # Descriptors for the idle-connection test, inherited by every child. A proxy needs two
     # per connection; without CAP_SYS_RESOURCE the hard limit caps the test size.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -741,88 +884,131 @@ def main():
             break
         except (ValueError, OSError):
             continue
-    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    cap = (nofile - 150) // 2 // 100 * 100
+    a.nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    cap = (a.nofile - 150) // 2 // 100 * 100
     if not a.idle:
         a.idle = min(10000, cap)
     if a.idle > cap:
-        print("warning: fd limit %d allows about %d connections through a proxy" % (nofile, cap))
-    a.nofile = nofile
+        print("warning: the fd limit %d allows about %d connections through a proxy" % (a.nofile, cap))
 
     started = datetime.datetime.now()
     stamp = started.strftime("%Y%m%d-%H%M%S")
     LOG = open(os.path.join(a.out, "run-%s.log" % stamp), "w")
     cmdline = "bench/run.sh " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "bench/run.sh"
-    log("# %s  configs=%s metrics=%s runs=%d" % (cmdline, ",".join(configs), ",".join(a.metrics), a.runs))
+    log("# %s  paths=%s metrics=%s placements=%s runs=%d" % (
+        cmdline, ",".join(configs), ",".join(a.metrics), ",".join(a.placements), a.runs))
 
     env = Env(a)
     if "haproxy-mtls" in configs:
         env.pki = os.path.join(a.out, "pki")
         sh([os.path.join(HERE, "gen-certs.sh"), env.pki])
     info = machine_info(env)
-    res = {c: {} for c in configs}
-    res["_errors"] = []
+    busy, top = machine_load()
+    info["load_start"] = load_text(busy, top)
+    log("machine load before the run: " + info["load_start"])
+    if busy > 10:
+        log("WARNING: the machine is busy; the numbers will be noisy")
+    allres = {"_errors": [], "_rss": {}}
 
     def handler(signum, frame):
         raise KeyboardInterrupt()
     signal.signal(signal.SIGTERM, handler)
 
+    def err(msg):
+        log("ERROR " + msg)
+        allres["_errors"].append(msg)
+
+    def first_line(e):
+        s = str(e).strip()
+        return s.splitlines()[0] if s else repr(e)
+
+    quiet_stats = {"trials": 0, "waited_s": 0.0, "busy_trials": 0}
+    allres["_quiet"] = quiet_stats
+
+    def wait_quiet():
+        """On a shared machine, wait (bounded) until other processes leave the CPUs alone."""
+        quiet_stats["trials"] += 1
+        if a.wait_quiet <= 0 or quiet_stats["waited_s"] > a.wait_budget:
+            return
+        t0 = time.monotonic()
+        while True:
+            busy, top = machine_load(0.5)
+            if busy <= a.quiet_pct:
+                break
+            if time.monotonic() - t0 > a.wait_quiet:
+                quiet_stats["busy_trials"] += 1
+                log("  machine still busy after %ds (%s); running anyway" % (a.wait_quiet, load_text(busy, top)))
+                break
+            time.sleep(1)
+        w = time.monotonic() - t0
+        quiet_stats["waited_s"] += w
+        if w > 2:
+            log("  waited %.0f s for other load to stop" % w)
+
     try:
-        # Main loop: repetition-major so every path sees the same drift.
         timed = [m for m in a.metrics if m in ("tput", "lat", "conn")]
-        if timed:
-            for rep in range(a.runs):
+        for pl in a.placements:
+            env.set_placement(pl)
+            res = allres[pl] = {c: {} for c in configs}
+            # Repetition-major, so every path sees the same drift.
+            for rep in range(a.runs if timed else 0):
                 for c in configs:
+                    tag = "[%s r%d] %-13s" % (pl, rep, c)
+                    wait_quiet()
                     try:
                         with Trial(env, c, "r%d" % rep) as t:
                             if "tput" in timed:
-                                g = m_tput(t, a.tput_secs)
-                                res[c].setdefault("tput", []).append(g)
-                                log("[rep %d] %-13s throughput %.2f Gbit/s" % (rep, c, g))
-                                if a.reverse:
-                                    g = m_tput(t, a.tput_secs, reverse=True)
-                                    res[c].setdefault("tput_rev", []).append(g)
-                                    log("[rep %d] %-13s throughput -R %.2f Gbit/s" % (rep, c, g))
+                                for key in ("tput", "tput_rev") if a.reverse else ("tput",):
+                                    g, cpu = m_tput(t, a.tput_secs, reverse=key == "tput_rev")
+                                    res[c].setdefault(key, []).append(g)
+                                    res[c].setdefault(key + "_cpu", []).append(cpu)
+                                    log("%s throughput%s %.2f Gbit/s (proxy CPU %.0f%% of a core%s)" % (
+                                        tag, " -R" if key == "tput_rev" else "", g, 100 * cpu["cpu_frac"],
+                                        ", %.0f ms/GB" % cpu["cpu_ms_per_gb"] if cpu["cpu_ms_per_gb"] else ""))
                             if "lat" in timed:
                                 for size in a.sizes:
                                     j = m_lat(t, size, a.lat_secs)
                                     res[c].setdefault("lat%d" % size, []).append(j)
-                                    log("[rep %d] %-13s latency %4dB p50 %.1f p99 %.1f us (%d samples)" % (
-                                        rep, c, size, j["p50_us"], j["p99_us"], j["samples"]))
+                                    log("%s latency %4dB p50 %.1f p99 %.1f us (%d samples)" % (
+                                        tag, size, j["p50_us"], j["p99_us"], j["samples"]))
                             if "conn" in timed:
                                 j = m_conn(t, a.conn_secs, a.conc)
                                 res[c].setdefault("conn", []).append(j)
-                                log("[rep %d] %-13s conn/s %.0f (errors %d, p99 %.0f us)" % (
-                                    rep, c, j["conns_per_s"], j["errors"], j["p99_us"]))
+                                log("%s conn/s %.0f (errors %d, unfinished %d, p99 %.0f us, proxy CPU %.0f%%%s)" % (
+                                    tag, j["conns_per_s"], j["errors"], j["unfinished"], j["p99_us"],
+                                    100 * j["proxy_cpu_frac"], ", %.0f us/conn" % j["proxy_cpu_us_per_conn"]
+                                    if j["proxy_cpu_us_per_conn"] else ""))
+                            if c == "zring-log":
+                                lines = sum(1 for lf in t.logs for _ in open(lf))
+                                res[c].setdefault("log_lines", []).append(lines)
+                                log("%s access log: %d lines" % (tag, lines))
                     except (RuntimeError, subprocess.TimeoutExpired, json.JSONDecodeError, KeyError) as e:
-                        msg = "rep %d, %s: %s" % (rep, c, str(e).strip().splitlines()[0] if str(e).strip() else repr(e))
-                        log("ERROR " + msg)
-                        res["_errors"].append(msg)
+                        err("%s r%d, %s: %s" % (pl, rep, c, first_line(e)))
+        env.set_placement(a.placements[0])
         if "rss" in a.metrics:
             for c in configs:
                 if c == "direct":
                     continue
+                wait_quiet()
                 try:
                     with Trial(env, c, "rss") as t:
                         r = m_rss(t, a.idle)
-                        res[c]["rss"] = r
+                        allres["_rss"][c] = r
                         log("[rss] %-13s %d/%d held, RSS %.1f -> %.1f MiB (+%.1f), fds %d -> %d" % (
                             c, r["ok"], r["n"], r["rss_before_kib"] / 1024, r["rss_after_kib"] / 1024,
                             r["delta_kib"] / 1024, r["fds_before"], r["fds_after"]))
                 except (RuntimeError, subprocess.TimeoutExpired, ValueError) as e:
-                    msg = "rss, %s: %s" % (c, str(e).strip().splitlines()[0])
-                    log("ERROR " + msg)
-                    res["_errors"].append(msg)
+                    err("rss, %s: %s" % (c, first_line(e)))
         if a.perf:
-            res["_perf"] = []
-            for c in [x for x in configs if x in ("zring", "haproxy1", "zring-pair", "haproxy-pair")]:
+            allres["_perf"] = []
+            for c in [x for x in configs if x in ("zring", "haproxy1", "zring-pair", "haproxy-pair", "haproxy-mtls")]:
                 try:
                     with Trial(env, c, "perf") as t:
                         gbps, reps = m_perf_tput(t, max(6, a.tput_secs), c)
-                        res["_perf"].append((c, gbps, reps))
+                        allres["_perf"].append((c, gbps, reps))
                         log("[perf] %s %.2f Gbit/s; %s" % (c, gbps, ", ".join(p for _, p in reps)))
-                except (RuntimeError, subprocess.TimeoutExpired) as e:
-                    res["_errors"].append("perf, %s: %s" % (c, str(e).strip().splitlines()[0]))
+                except (RuntimeError, subprocess.TimeoutExpired, json.JSONDecodeError) as e:
+                    err("perf, %s: %s" % (c, first_line(e)))
     except KeyboardInterrupt:
         log("interrupted; cleaning up")
         stop_all()
@@ -832,10 +1018,13 @@ def main():
         stop_all()
         ns_down()
 
+    busy, top = machine_load()
+    info["load_end"] = load_text(busy, top)
+    info["duration"] = "%.0f min" % ((datetime.datetime.now() - started).total_seconds() / 60)
     with open(os.path.join(a.out, "results-%s.json" % stamp), "w") as f:
-        json.dump({"args": {k: v for k, v in vars(a).items()}, "configs": configs, "results": res,
-                   "machine": info, "commands": COMMANDS}, f, indent=1, default=str)
-    md = report(env, configs, res, cmdline, started, info)
+        json.dump({"args": vars(a), "configs": configs, "results": allres, "machine": info,
+                   "commands": COMMANDS}, f, indent=1, default=str)
+    md = report(env, configs, allres, cmdline, started, info, stamp)
     path = os.path.join(a.out, "results-%s.md" % started.strftime("%Y-%m-%d-%H%M"))
     with open(path, "w") as f:
         f.write(md)

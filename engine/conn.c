@@ -1,9 +1,15 @@
 /* conn.c - a TCP relay between an accepted socket and an upstream socket.
  *
- * Each direction reads with a multishot recv into the shard's provided buffers
- * and sends them on in order, one send in flight. When a direction holds more
- * than conn_buf_cap bytes unsent, its recv is cancelled (backpressure) and
- * re-armed once the queue has drained below half of that. FIN becomes
+ * Each direction reads into the shard's provided buffers (the kernel picks a
+ * buffer only when data is there, so idle connections hold none) and sends
+ * them on in order, one send in flight. A direction re-arms its recv only
+ * while it holds less than conn_buf_cap unsent bytes: that is the
+ * backpressure, and the bound is strict (cap + one buffer).
+ *
+ * Why single-shot recv and not multishot: a multishot recv posts a burst of
+ * completions before a cancel can land; measured in relay_test it held 1.6 MB
+ * against a 64 KiB cap, so one slow reader could take a shard's whole buffer
+ * ring. Accepts stay multishot. FIN becomes
  * shutdown(SHUT_WR) on the other socket; a reset on one side becomes a reset
  * (SO_LINGER 0 close) on the other.
  *
@@ -25,7 +31,8 @@
 #include "engine/sock.h"
 #include "xds/snapshot.h"
 
-#define TARGET "proxy"
+
+
 
 #define CONN_OF(op, field) ((struct zt_conn *)((char *)(op) - offsetof(struct zt_conn, field)))
 
@@ -156,7 +163,7 @@ static void arm_recv(struct zt_shard *s, struct zt_conn *c, int dir)
 		conn_abort(s, c, -ENOMEM, "submission queue full", 3);
 		return;
 	}
-	io_uring_prep_recv_multishot(sqe, c->fd[dir], NULL, 0, 0);
+	io_uring_prep_recv(sqe, c->fd[dir], NULL, 0, 0);
 	sqe->flags |= IOSQE_BUFFER_SELECT;
 	sqe->buf_group = ZT_BUF_GROUP;
 	io_uring_sqe_set_data(sqe, &d->recv_op);
@@ -190,8 +197,7 @@ static void dir_progress(struct zt_shard *s, struct zt_conn *c, int dir)
 		shutdown(c->fd[!dir], SHUT_WR);
 		d->shut = true;
 	}
-	if (!d->eof && !d->recv_armed && !d->starved &&
-	    d->q_bytes <= s->rt->opts.conn_buf_cap / 2)
+	if (!d->eof && !d->recv_armed && !d->starved && d->q_bytes < s->rt->opts.conn_buf_cap)
 		arm_recv(s, c, dir);
 	if (c->d[0].shut && c->d[1].shut)
 		c->state = ZT_CONN_CLOSING; /* the caller's maybe_finish frees it */
@@ -208,11 +214,7 @@ static void start_relay(struct zt_shard *s, struct zt_conn *c)
 static void on_recv(struct zt_shard *s, struct zt_conn *c, int dir, struct io_uring_cqe *cqe)
 {
 	struct zt_dir *d = &c->d[dir];
-	bool more = cqe->flags & IORING_CQE_F_MORE;
-	if (!more) {
-		d->recv_armed = false;
-		d->cancel_pending = false;
-	}
+	d->recv_armed = false;
 	if (cqe->res > 0) {
 		uint16_t b = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
 		s->bufs_free--;
@@ -230,18 +232,7 @@ static void on_recv(struct zt_shard *s, struct zt_conn *c, int dir, struct io_ur
 		d->q_bytes += (uint32_t)cqe->res;
 		if (!d->send_inflight)
 			send_head(s, c, dir);
-		if (d->recv_armed && !d->cancel_pending && d->q_bytes >= s->rt->opts.conn_buf_cap) {
-			/* Backpressure: the other side is not keeping up. */
-			struct io_uring_sqe *sqe = zt_shard_sqe(s);
-			if (sqe) {
-				io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)&d->recv_op, 0);
-				io_uring_sqe_set_data(sqe, NULL);
-				io_uring_sqe_set_flags(sqe, IOSQE_CQE_SKIP_SUCCESS);
-				d->cancel_pending = true;
-			}
-		}
-		if (!more)
-			dir_progress(s, c, dir);
+		dir_progress(s, c, dir);
 		return;
 	}
 	if (c->state != ZT_CONN_RELAYING)
@@ -257,9 +248,6 @@ static void on_recv(struct zt_shard *s, struct zt_conn *c, int dir, struct io_ur
 			d->starved = true;
 			s->n_starved++;
 		}
-		break;
-	case -ECANCELED:
-		dir_progress(s, c, dir);
 		break;
 	default:
 		/* Reset (or other error) reading fd[dir]: reset the other side too. */
@@ -324,8 +312,7 @@ void zt_conn_complete(struct zt_shard *s, struct zt_op *op, struct io_uring_cqe 
 		break;
 	case ZT_OP_RECV:
 		c = CONN_OF(op, d[op->dir].recv_op);
-		if (!(cqe->flags & IORING_CQE_F_MORE))
-			c->inflight--;
+		c->inflight--;
 		on_recv(s, c, op->dir, cqe);
 		break;
 	case ZT_OP_SEND:

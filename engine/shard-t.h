@@ -49,8 +49,7 @@ struct zt_dir {
 	uint32_t q_off;          /* bytes of the head buffer already sent */
 	uint32_t q_bytes;        /* bytes queued, not yet sent */
 	uint64_t bytes;          /* bytes relayed */
-	bool recv_armed;         /* a multishot recv is in flight */
-	bool cancel_pending;     /* we asked to stop it (backpressure) */
+	bool recv_armed;         /* a recv is in flight */
 	bool starved;            /* recv ended for lack of buffers */
 	bool send_inflight;
 	bool eof;                /* read side saw FIN */

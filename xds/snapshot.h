@@ -38,6 +38,27 @@ struct zt_locality {
 	const char *region, *zone, *subzone;
 };
 
+enum zt_network_mode { ZT_NETMODE_STANDARD = 0, ZT_NETMODE_HOST_NETWORK };
+
+/* A waypoint or network gateway: an address or a service "namespace/hostname",
+ * reached with HBONE on hbone_mtls_port. kind NONE = not set. */
+enum zt_gateway_kind { ZT_GW_NONE = 0, ZT_GW_ADDRESS, ZT_GW_HOSTNAME };
+struct zt_gateway {
+	enum zt_gateway_kind kind;
+	struct zt_netaddr address;        /* ZT_GW_ADDRESS */
+	const char *namespace_, *hostname; /* ZT_GW_HOSTNAME */
+	uint16_t hbone_mtls_port;
+};
+
+enum zt_app_tunnel_proto { ZT_APPTUN_NONE = 0, ZT_APPTUN_PROXY };
+struct zt_app_tunnel {
+	bool present;
+	enum zt_app_tunnel_proto protocol;
+	uint16_t port; /* 0 = unset */
+};
+
+enum zt_ip_families { ZT_IPF_AUTOMATIC = 0, ZT_IPF_DUAL, ZT_IPF_IPV4, ZT_IPF_IPV6 };
+
 struct zt_workload {
 	const char *uid, *name, *namespace_, *service_account, *trust_domain;
 	const char *node, *network, *cluster_id, *hostname;
@@ -52,8 +73,17 @@ struct zt_workload {
 	size_t n_authorization_policies;
 	const char **services; /* "namespace/hostname" keys this workload belongs to */
 	size_t n_services;
+	/* Strings are never NULL ("" when unset). trust_domain defaults to
+	 * "cluster.local", service_account to "default", cluster_id to
+	 * "Kubernetes". HOST_NETWORK workloads are not indexed by IP. */
+	enum zt_network_mode network_mode;
+	bool native_tunnel;
+	struct zt_gateway waypoint, network_gateway;
+	struct zt_app_tunnel application_tunnel;
 };
 
+/* Endpoints hold every workload of the service, unhealthy ones included;
+ * zt_route_outbound() applies the service's health policy. */
 struct zt_endpoint {
 	const struct zt_workload *workload;
 	struct zt_port_map *ports; /* this workload's port map for the service */
@@ -76,6 +106,9 @@ struct zt_service {
 	enum zt_lb_health lb_health;
 	enum zt_lb_scope *routing_preferences;
 	size_t n_routing_preferences;
+	struct zt_gateway waypoint;
+	enum zt_ip_families ip_families;
+	bool canonical;
 };
 
 /* Authorization policies are parsed and validated here; authz/ compiles and
@@ -90,6 +123,9 @@ struct zt_cidr {
 	struct zt_ip ip;
 	uint8_t len;
 };
+/* service_accounts / not_service_accounts come from ztunnel's
+ * ServiceAccountMatch {namespace, serviceAccount}: stored as ZT_SM_EXACT with
+ * value "namespace/serviceaccount" (neither part can contain '/'). */
 struct zt_authz_match {
 	struct zt_strmatch *namespaces, *not_namespaces;
 	struct zt_strmatch *principals, *not_principals;
@@ -135,6 +171,10 @@ struct zt_snapshot {
 	struct zt_snapshot_index *_index;
 	struct zt_arena *_arena;
 };
+
+/* Limits of zt_config_parse(): larger or deeper input is rejected. */
+#define ZT_CONFIG_MAX_BYTES (64u * 1024 * 1024)
+#define ZT_CONFIG_MAX_DEPTH 64
 
 /* Errors while building: "<file>: <key path>: <reason>". */
 struct zt_config_error {
@@ -184,11 +224,17 @@ struct zt_route {
  * `src_wl` (may be NULL) to original destination `orig` goes, ztunnel's way:
  * a service VIP picks an endpoint at random weighted by capacity among healthy
  * ones (all with health policy ALLOW_ALL), with the service port mapped to the
- * endpoint's target port (the service's map, then the endpoint's); FAILOVER and
- * STRICT rank by routing preference against `src_wl`; PASSTHROUGH keeps the
- * original destination; a workload IP routes to that workload; otherwise
- * passthrough. `rnd` is a random 64-bit value from the caller.
- * Returns 0, or -EHOSTUNREACH when the service has no usable endpoint. */
+ * endpoint's target port (the endpoint's own map first, then the service's,
+ * as ztunnel does); FAILOVER and STRICT rank by routing preference against
+ * `src_wl`; PASSTHROUGH keeps the original destination; a workload IP routes
+ * to that workload; otherwise passthrough. Lookups use `src_wl`'s network ("" if
+ * NULL). `rnd` is a random 64-bit value from the caller. For a service the
+ * endpoint IP is the workload's first one allowed by the service's IP families,
+ * preferring the family of `orig`; endpoints without such an IP are skipped.
+ * The route does not apply waypoints or network gateways: the caller looks at
+ * workload->waypoint / service->waypoint / workload->network for those.
+ * Returns 0, or -EHOSTUNREACH when the service has no usable endpoint (then
+ * `out` is kind SERVICE with workload NULL, for logging). `s` may be NULL. */
 int zt_route_outbound(const struct zt_snapshot *s, const struct zt_workload *src_wl,
 		      const struct zt_sockaddr *orig, uint64_t rnd, struct zt_route *out);
 

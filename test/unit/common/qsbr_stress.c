@@ -26,6 +26,7 @@ static struct zt_qsbr q;
 static ZT_RCU(struct obj *) cur;
 static _Atomic bool stop;
 static _Atomic uint64_t bad, reads, freed;
+static _Atomic unsigned started;
 
 static void obj_free(void *p)
 {
@@ -40,7 +41,8 @@ static void *reader(void *arg)
 	unsigned id = (unsigned)(uintptr_t)arg;
 	uint64_t last = 0, n = 0;
 	zt_qsbr_online(&q, id);
-	while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
+	atomic_fetch_add(&started, 1);
+	do {
 		for (int i = 0; i < 64; i++) {
 			struct obj *o = zt_rcu_deref(&cur);
 			uint64_t sum = 0;
@@ -57,7 +59,7 @@ static void *reader(void *arg)
 			usleep(10);
 			zt_qsbr_online(&q, id);
 		}
-	}
+	} while (!atomic_load_explicit(&stop, memory_order_relaxed));
 	zt_qsbr_offline(&q, id);
 	atomic_fetch_add_explicit(&reads, n, memory_order_relaxed);
 	return NULL;
@@ -81,6 +83,9 @@ int main(void)
 	atomic_store(&cur, make(1));
 	for (unsigned i = 0; i < READERS; i++)
 		pthread_create(&t[i], NULL, reader, (void *)(uintptr_t)i);
+	/* every reader is online before the first publication (bounded wait) */
+	for (int i = 0; i < 5000 && atomic_load(&started) < READERS; i++)
+		usleep(1000);
 	size_t max_pending = 0;
 	for (uint64_t g = 2; g <= PUBLICATIONS; g++) {
 		struct obj *old = zt_rcu_publish(&cur, make(g));
