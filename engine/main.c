@@ -188,6 +188,8 @@ int main(int argc, char **argv)
 	ZT_INFO(TARGET, "zring starting: version=0.1.0 mode=dedicated shards=%u pinned=%s",
 		o->n_shards, o->pin ? "true" : "false");
 
+	if (zt_uring_probe(&rt.uring))
+		return 1;
 	rt.n_shards = o->n_shards;
 	if (zt_qsbr_init(&rt.qsbr, rt.n_shards))
 		return 1;

@@ -30,8 +30,16 @@ struct zt_engine_opts {
 	const char *config_path;    /* LOCAL_XDS_PATH */
 };
 
+/* io_uring features, probed once at start by main (zt_uring_probe). */
+struct zt_uring_features {
+	bool multishot_accept; /* else one accept per SQE, re-armed */
+	bool buf_ring;         /* provided buffer rings (required) */
+	bool defer_taskrun;
+};
+
 struct zt_runtime {
 	struct zt_engine_opts opts;
+	struct zt_uring_features uring;
 	/* Current snapshot. Written by the control thread (zt_rcu_publish),
 	 * read by shards (zt_rcu_deref) between qsbr online and quiescent. */
 	ZT_RCU(struct zt_snapshot *) snapshot;

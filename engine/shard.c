@@ -84,9 +84,7 @@ static int setup_ring(struct zt_shard *s)
 		r = io_uring_queue_init_params(4096, &s->ring, &p);
 		if (r == 0) {
 			if (s->id == 0)
-				ZT_INFO(TARGET, "io_uring ready: flags=0x%x%s%s", p.flags,
-					(p.flags & IORING_SETUP_DEFER_TASKRUN) ? " (single issuer, deferred task run)" : "",
-					(p.flags & IORING_SETUP_COOP_TASKRUN) ? " (cooperative task run)" : "");
+				ZT_DEBUG(TARGET, "ring set-up flags 0x%x", p.flags);
 			return 0;
 		}
 	}
@@ -147,12 +145,76 @@ void zt_shard_buf_return(struct zt_shard *s, uint16_t bid)
 	s->bufs_free++;
 }
 
+int zt_uring_probe(struct zt_uring_features *f)
+{
+	static const struct {
+		int op;
+		const char *name;
+	} need[] = {
+		{IORING_OP_ACCEPT, "accept"},     {IORING_OP_RECV, "recv"},
+		{IORING_OP_SEND, "send"},         {IORING_OP_CONNECT, "connect"},
+		{IORING_OP_LINK_TIMEOUT, "link_timeout"}, {IORING_OP_ASYNC_CANCEL, "async_cancel"},
+		{IORING_OP_READ, "read"},         {IORING_OP_PROVIDE_BUFFERS, "provide_buffers"},
+	};
+	struct io_uring ring;
+	memset(f, 0, sizeof(*f));
+	int r = io_uring_queue_init(8, &ring, 0);
+	if (r) {
+		ZT_ERROR(TARGET, "io_uring is not available: %s", strerror(-r));
+		return -ENOSYS;
+	}
+	struct io_uring_probe *p = io_uring_get_probe_ring(&ring);
+	if (!p) {
+		io_uring_queue_exit(&ring);
+		ZT_ERROR(TARGET, "io_uring probe failed (kernel older than 5.6?)");
+		return -ENOSYS;
+	}
+	for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++)
+		if (!io_uring_opcode_supported(p, need[i].op)) {
+			ZT_ERROR(TARGET, "the kernel's io_uring lacks %s", need[i].name);
+			r = -ENOSYS;
+		}
+	io_uring_free_probe(p);
+
+	/* Provided buffer rings (5.19): register a tiny one and drop it. */
+	struct io_uring_buf_ring *br = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+					    MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+	if (br != MAP_FAILED) {
+		struct io_uring_buf_reg reg = {.ring_addr = (unsigned long)br, .ring_entries = 1, .bgid = 7};
+		f->buf_ring = io_uring_register_buf_ring(&ring, &reg, 0) == 0;
+		if (f->buf_ring)
+			io_uring_unregister_buf_ring(&ring, 7);
+		munmap(br, 4096);
+	}
+	if (!f->buf_ring) {
+		ZT_ERROR(TARGET, "the kernel's io_uring lacks provided buffer rings (needs 5.19+)");
+		r = -ENOSYS;
+	}
+	/* Multishot accept arrived with buffer rings (5.19). */
+	f->multishot_accept = f->buf_ring;
+	io_uring_queue_exit(&ring);
+
+	struct io_uring_params prm = {.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN};
+	if (io_uring_queue_init_params(8, &ring, &prm) == 0) {
+		f->defer_taskrun = true;
+		io_uring_queue_exit(&ring);
+	}
+	if (r == 0)
+		ZT_INFO(TARGET, "io_uring features: provided buffer rings, %s accept, %s",
+			f->multishot_accept ? "multishot" : "single-shot",
+			f->defer_taskrun ? "deferred task run" : "cooperative task run");
+	return r;
+}
+
 static void arm_accept(struct zt_shard *s, struct zt_listener *l)
 {
 	struct io_uring_sqe *sqe = zt_shard_sqe(s);
 	if (!sqe)
 		return;
-	io_uring_prep_multishot_accept(sqe, l->fd, NULL, NULL, SOCK_CLOEXEC);
+	if (s->rt->uring.multishot_accept)
+		io_uring_prep_multishot_accept(sqe, l->fd, NULL, NULL, SOCK_CLOEXEC);
+	else
+		io_uring_prep_accept(sqe, l->fd, NULL, NULL, SOCK_CLOEXEC);
 	io_uring_sqe_set_data(sqe, &l->op);
 	l->armed = true;
 }

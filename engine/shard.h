@@ -15,6 +15,11 @@ void zt_shard_join(struct zt_shard *s);
 /* Any thread: interrupt the shard's wait so it re-reads runtime flags. */
 void zt_shard_wake(struct zt_shard *s);
 
+/* Main thread, once at start: check that the kernel has every io_uring
+ * operation zring needs and which optional features it has. Logs the result.
+ * Returns 0, or -ENOSYS (naming what is missing) when zring cannot run. */
+int zt_uring_probe(struct zt_uring_features *f);
+
 /* Shard statistics, readable from any thread (relaxed counters). */
 struct zt_shard_stats {
 	_Atomic uint64_t accepted, active, closed, failed, oom;
