@@ -30,7 +30,8 @@ packages=(
 	autoconf automake libtool dpkg-dev
 	# tests and benches
 	iproute2 iptables haproxy iperf3 nghttp2-proxy nghttp2-client python3-h2
-	python3-grpcio python3-protobuf curl socat wrk sockperf procps
+	python3-grpcio python3-grpc-tools python3-protobuf openssl curl socat wrk
+	sockperf procps
 )
 missing=()
 for p in "${packages[@]}"; do

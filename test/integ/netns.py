@@ -15,7 +15,8 @@ A Topology is a set of network namespaces named  zt-<testid>-<name>:
              and nothing else (no default route).
 
 Every link is a veth pair created directly between the two namespaces (never in the
-host's namespace); every gateway side holds 169.254.1.1/32, the pods' next hop.
+host's namespace); the parent side holds the child's next hop (169.254.0.1 on the
+router, 169.254.1.1 on a node).
 
     with Topology(log_dir="/tmp/logs") as t:
         sleep = t.add_pod("sleep", "10.77.1.10")
@@ -46,7 +47,10 @@ import sys
 import time
 
 PREFIX = "zt"
-GATEWAY = "169.254.1.1"  # every pod's next hop: held by the parent side of its veth
+# A child's next hop, held by the parent side of every veth: the router's and the
+# nodes' must differ (a node is both a child of the router and a parent of pods).
+ROUTER_GW = "169.254.0.1"
+NODE_GW = "169.254.1.1"
 POD_CIDR = "10.77.0.0/16"
 VIP_CIDR = "10.96.0.0/16"
 NODE_NET = "10.77.0."  # node n has 10.77.0.<n>
@@ -182,7 +186,7 @@ class Proc:
     def alive(self):
         return self.popen.poll() is None
 
-    def signal(self, sig):
+    def send_signal(self, sig):
         if self.alive():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, sig)
@@ -197,9 +201,9 @@ class Proc:
     def stop(self, timeout=5.0, sig=signal.SIGTERM):
         """sig, then SIGKILL after timeout; returns the exit code (negative: signal)."""
         if self.alive():
-            self.signal(sig)
+            self.send_signal(sig)
             if self.wait(timeout) is None:
-                self.signal(signal.SIGKILL)
+                self.send_signal(signal.SIGKILL)
                 self.wait(5)
         # children it left in its session
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -533,19 +537,20 @@ class Topology:
         return ns
 
     def _link(self, parent, child, child_ip):
-        """veth parent:<name> <-> child:eth0; child_ip/32 on eth0; gateway on parent side."""
+        """veth parent:<name> <-> child:eth0; child_ip/32 on eth0; next hop on parent side."""
         parent._links += 1
         pif = ("v%d%s" % (parent._links, child.short))[:15]
+        gw = ROUTER_GW if parent.kind == "router" else NODE_GW
         sh(["ip", "-n", parent.name, "link", "add", pif, "type", "veth", "peer", "name", "eth0",
             "netns", child.name])
-        parent.ip_cmd("addr", "add", GATEWAY + "/32", "dev", pif)
+        parent.ip_cmd("addr", "add", gw + "/32", "dev", pif)
         parent.ip_cmd("link", "set", pif, "up")
         parent.ip_cmd("route", "add", child_ip + "/32", "dev", pif)
         child.ip_cmd("addr", "add", child_ip + "/32", "dev", "eth0")
         child.ip_cmd("link", "set", "eth0", "up")
-        child.ip_cmd("route", "add", GATEWAY, "dev", "eth0", "scope", "link")
-        child.ip_cmd("route", "add", POD_CIDR, "via", GATEWAY, "dev", "eth0")
-        child.ip_cmd("route", "add", VIP_CIDR, "via", GATEWAY, "dev", "eth0")
+        child.ip_cmd("route", "add", gw, "dev", "eth0", "scope", "link")
+        child.ip_cmd("route", "add", POD_CIDR, "via", gw, "dev", "eth0")
+        child.ip_cmd("route", "add", VIP_CIDR, "via", gw, "dev", "eth0")
         child.parent = parent
         child.parent_if = pif
         return pif
