@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -111,6 +112,11 @@ static void finish(struct zt_shard *s, struct zt_conn *c)
 			c->fd[i] = -1;
 		}
 	zt_access_log(c);
+	if (c->spod) {
+		c->spod->conns--;
+		zt_shard_pod_maybe_release(s, c->spod);
+		c->spod = NULL;
+	}
 	atomic_fetch_add_explicit(&s->stats.closed, 1, memory_order_relaxed);
 	atomic_fetch_sub_explicit(&s->stats.active, 1, memory_order_relaxed);
 	if (c->error)
@@ -341,6 +347,24 @@ static void describe(struct zt_conn *c, const struct zt_workload *src, const str
 		copy_name(c->dst_service, sizeof(c->dst_service), rt->service->hostname);
 }
 
+/* Shared mode: connections leave from inside the pod's network namespace
+ * (outbound) or reach the app from inside it (inbound). setns() moves only
+ * this thread, and only for the socket() call. */
+static int upstream_in_netns(struct zt_shard *s, const struct zt_pod *pod, int family)
+{
+	if (setns(pod->netns_fd, CLONE_NEWNET))
+		return -errno;
+	int fd = zt_sock_upstream(family);
+	if (setns(s->rt->host_netns_fd, CLONE_NEWNET)) {
+		/* Stuck in the pod's namespace: nothing this shard does from now
+		 * on would be right. */
+		ZT_ERROR("proxy", "shard %u cannot return to its network namespace: %s",
+			 s->id, strerror(errno));
+		abort();
+	}
+	return fd;
+}
+
 static bool is_own_port(const struct zt_engine_opts *o, uint16_t p)
 {
 	return p == o->outbound_port || p == o->inbound_port || p == 15008 || p == 15080;
@@ -361,6 +385,9 @@ void zt_conn_accepted(struct zt_shard *s, struct zt_listener *l, int fd)
 	atomic_fetch_add_explicit(&s->stats.active, 1, memory_order_relaxed);
 	c->fd[0] = fd;
 	c->kind = l->kind;
+	c->spod = l->spod;
+	if (c->spod)
+		c->spod->conns++;
 	c->start_ns = zt_now_ns();
 	c->state = ZT_CONN_CONNECTING;
 
@@ -396,7 +423,8 @@ void zt_conn_accepted(struct zt_shard *s, struct zt_listener *l, int fd)
 		goto out;
 	}
 
-	int ufd = zt_sock_upstream(c->dst.ip.family);
+	int ufd = c->spod ? upstream_in_netns(s, c->spod->pod, c->dst.ip.family)
+			  : zt_sock_upstream(c->dst.ip.family);
 	if (ufd < 0) {
 		conn_abort(s, c, ufd, "upstream socket", 1u);
 		goto out;
@@ -453,6 +481,19 @@ void zt_conn_abort_all(struct zt_shard *s)
 		struct zt_conn *n = c->next; /* c may be freed by conn_abort */
 		conn_abort(s, c, -ESHUTDOWN, "drain deadline", 3u);
 		maybe_finish(s, c);
+		c = n;
+	}
+}
+
+void zt_conn_abort_pod(struct zt_shard *s, struct zt_shard_pod *sp)
+{
+	struct zt_conn *c = s->live.next;
+	while (c != &s->live) {
+		struct zt_conn *n = c->next;
+		if (c->spod == sp) {
+			conn_abort(s, c, -ESHUTDOWN, "pod removed, drain deadline passed", 3u);
+			maybe_finish(s, c);
+		}
 		c = n;
 	}
 }

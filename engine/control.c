@@ -14,6 +14,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "engine/inpod.h"
 #include "engine/sock.h"
 
 #define TARGET "xds"
@@ -27,6 +28,7 @@ struct zt_control {
 	char dir[4096];
 	char base[256];
 	uint64_t generation;
+	struct zt_inpod *inpod; /* shared mode */
 };
 
 static void snapshot_free_cb(void *p)
@@ -82,17 +84,31 @@ static void serve_ready(struct zt_control *c)
 	bool listen = atomic_load_explicit(&c->rt->shards_listening, memory_order_relaxed) ==
 		      c->rt->n_shards;
 	bool drain = atomic_load_explicit(&c->rt->draining, memory_order_relaxed);
+	bool pods = c->rt->opts.mode != ZT_MODE_SHARED ||
+		    atomic_load_explicit(&c->rt->pods_ready, memory_order_relaxed);
 	if (strncmp(req, "GET /healthz/ready", 18) != 0) {
 		status = 404;
 		body = "not found\n";
-	} else if (cfg && listen && !drain) {
+	} else if (cfg && listen && pods && !drain) {
 		status = 200;
 		body = "ready\n";
 	} else {
 		status = 500;
-		snprintf(pending, sizeof(pending), "not ready, pending: %s%s%s\n",
-			 cfg ? "" : "config", (!cfg && !listen) ? ", " : "",
-			 listen ? (drain ? "draining" : "") : "proxy listeners");
+		const char *what[4];
+		int n = 0;
+		if (!cfg)
+			what[n++] = "config";
+		if (!listen)
+			what[n++] = "proxy listeners";
+		if (!pods)
+			what[n++] = "workload proxy manager";
+		if (drain)
+			what[n++] = "draining";
+		int off = snprintf(pending, sizeof(pending), "not ready, pending: ");
+		for (int i = 0; i < n; i++)
+			off += snprintf(pending + off, sizeof(pending) - (size_t)off, "%s%s",
+					i ? ", " : "", what[i]);
+		snprintf(pending + off, sizeof(pending) - (size_t)off, "\n");
 		body = pending;
 	}
 	char resp[512];
@@ -128,15 +144,19 @@ static void *control_main(void *arg)
 	pthread_setname_np(pthread_self(), "zring-control");
 	uint64_t reload_at = 0;
 	for (;;) {
-		struct pollfd p[3] = {
+		int timeout = 100; /* at least every 100 ms: reclaim retired snapshots */
+		if (c->inpod)
+			timeout = zt_inpod_tick(c->inpod);
+		struct pollfd p[4] = {
 			{.fd = c->stop_fd, .events = POLLIN},
 			{.fd = c->inotify_fd, .events = POLLIN},
 			{.fd = c->ready_fd, .events = POLLIN},
+			{.fd = c->inpod ? zt_inpod_fd(c->inpod) : -1, .events = POLLIN},
 		};
-		/* Wake at least every 100 ms to reclaim retired snapshots. */
-		int timeout = 100;
-		if (poll(p, 3, timeout) < 0 && errno != EINTR)
+		if (poll(p, 4, timeout) < 0 && errno != EINTR)
 			break;
+		if (p[3].revents)
+			zt_inpod_readable(c->inpod);
 		if (p[0].revents)
 			break;
 		if (p[1].revents) {
@@ -204,7 +224,7 @@ int zt_control_start(struct zt_runtime *rt, struct zt_control **out)
 		r = -errno;
 		goto fail;
 	}
-	if ((r = -pthread_create(&c->thread, NULL, control_main, c)))
+	if (rt->opts.mode == ZT_MODE_SHARED && (r = zt_inpod_new(rt, &c->inpod)))
 		goto fail;
 	*out = c;
 	return 0;
@@ -219,12 +239,18 @@ fail:
 	return r;
 }
 
+int zt_control_run(struct zt_control *c)
+{
+	return -pthread_create(&c->thread, NULL, control_main, c);
+}
+
 void zt_control_stop(struct zt_control *c)
 {
 	uint64_t one = 1;
 	ssize_t w = write(c->stop_fd, &one, sizeof(one));
 	(void)w;
 	pthread_join(c->thread, NULL);
+	zt_inpod_free(c->inpod);
 	close(c->stop_fd);
 	if (c->inotify_fd >= 0)
 		close(c->inotify_fd);

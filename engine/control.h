@@ -9,8 +9,10 @@
 struct zt_control;
 
 /* Loads the config once (errors are returned, and main exits), publishes it,
- * opens the readiness listener, then starts the thread. Returns 0 or -errno. */
+ * opens the readiness listener. Returns 0 or -errno. */
 int zt_control_start(struct zt_runtime *rt, struct zt_control **out);
+/* Starts the thread, once the shards exist (rt->shards). */
+int zt_control_run(struct zt_control *c);
 /* Stops the thread and frees what it owns (not the current snapshot). */
 void zt_control_stop(struct zt_control *c);
 

@@ -1,6 +1,7 @@
 /* main.c - zring's entry point: options, logging, crypto, the control thread,
  * the shards, signals and draining. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <sched.h>
 #include <signal.h>
@@ -15,6 +16,7 @@
 #include "engine/control.h"
 #include "engine/runtime.h"
 #include "engine/shard.h"
+#include "engine/zds.h"
 #include "hbone/crypto.h"
 
 #define TARGET "zring"
@@ -34,7 +36,8 @@ static void usage(FILE *f)
 		"  --connect-timeout MS upstream connect timeout (default 10000)\n"
 		"  --drain-seconds S    drain deadline on SIGTERM   [TERMINATION_GRACE_PERIOD_SECONDS rule]\n"
 		"  --outbound-port P / --inbound-port P / --readiness-port P  (15001 / 15006 / 15021)\n"
-		"Environment: PROXY_MODE=dedicated (the only mode so far).\n");
+		"Environment: PROXY_MODE=dedicated|shared (shared: pods from istio-cni over INPOD_UDS,\n"
+		"default " ZT_ZDS_DEFAULT_PATH ").\n");
 }
 
 static int parse_u32(const char *what, const char *s, uint32_t min, uint32_t max, uint32_t *out)
@@ -105,11 +108,17 @@ int main(int argc, char **argv)
 			return 2;
 		drain_s = drain_from_grace(v);
 	}
-	if ((e = getenv("PROXY_MODE")) && strcmp(e, "dedicated") != 0) {
-		fprintf(stderr, "zring: PROXY_MODE=%s is not supported yet: only \"dedicated\" "
-				"(in-pod shared mode is issue 3)\n", e);
-		return 2;
+	if ((e = getenv("PROXY_MODE"))) {
+		if (!strcmp(e, "shared"))
+			o->mode = ZT_MODE_SHARED;
+		else if (strcmp(e, "dedicated")) {
+			fprintf(stderr, "zring: PROXY_MODE=%s: want \"shared\" or \"dedicated\"\n", e);
+			return 2;
+		}
 	}
+	o->inpod_uds = getenv("INPOD_UDS");
+	if (!o->inpod_uds || !*o->inpod_uds)
+		o->inpod_uds = ZT_ZDS_DEFAULT_PATH;
 
 	enum { O_SHARDS = 256, O_NOPIN, O_LOG, O_JSON, O_BUFSZ, O_BUFN, O_CONNBUF, O_CTO, O_DRAIN,
 	       O_OUT, O_IN, O_READY };
@@ -185,8 +194,14 @@ int main(int argc, char **argv)
 		ZT_INFO(TARGET, "crypto: %s", crypto);
 	else
 		ZT_WARN(TARGET, "crypto: wolfSSL failed to initialise (%s)", crypto);
-	ZT_INFO(TARGET, "zring starting: version=0.1.0 mode=dedicated shards=%u pinned=%s",
-		o->n_shards, o->pin ? "true" : "false");
+	ZT_INFO(TARGET, "zring starting: version=0.1.0 mode=%s shards=%u pinned=%s",
+		o->mode == ZT_MODE_SHARED ? "shared" : "dedicated", o->n_shards,
+		o->pin ? "true" : "false");
+	rt.host_netns_fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+	if (rt.host_netns_fd < 0 && o->mode == ZT_MODE_SHARED) {
+		ZT_ERROR(TARGET, "shared mode needs /proc/self/ns/net: %s", strerror(errno));
+		return 1;
+	}
 
 	if (zt_uring_probe(&rt.uring))
 		return 1;
@@ -205,6 +220,10 @@ int main(int argc, char **argv)
 			ZT_ERROR(TARGET, "cannot start shard %u", i);
 			return 1;
 		}
+	}
+	if (zt_control_run(ctl)) {
+		ZT_ERROR(TARGET, "cannot start the control thread");
+		return 1;
 	}
 
 	/* Wait for SIGTERM/SIGINT, or a shard that failed to start. */

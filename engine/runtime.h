@@ -16,6 +16,25 @@
 
 struct zt_shard;
 
+enum zt_proxy_mode {
+	ZT_MODE_DEDICATED = 0, /* serve the netns zring runs in (PROXY_MODE=dedicated) */
+	ZT_MODE_SHARED,        /* every pod of the node, handed over by istio-cni (ZDS) */
+};
+
+/* A pod handed over by istio-cni. Created by the control thread, which opens
+ * its listeners inside the pod's network namespace; read by shards. Fields
+ * are immutable after zt_shard_post(ADD); `refs` counts the shards that have
+ * not yet let go of it after DEL (the control thread frees it at zero). */
+struct zt_pod {
+	char uid[257], name[257], namespace_[257], service_account[257];
+	int netns_fd;
+	int lfd[2]; /* outbound (15001) and inbound plaintext (15006) listeners */
+	_Atomic unsigned refs;
+	bool seen;  /* control thread: announced since the last (re)connect */
+	bool deleting;
+	struct zt_pod *next; /* control thread's list */
+};
+
 struct zt_engine_opts {
 	unsigned n_shards;          /* 0 = one per CPU zring may run on */
 	bool pin;                   /* pin shard i to the i-th allowed CPU */
@@ -28,6 +47,8 @@ struct zt_engine_opts {
 	uint16_t inbound_port;      /* 15006 */
 	uint16_t readiness_port;    /* 15021 */
 	const char *config_path;    /* LOCAL_XDS_PATH */
+	enum zt_proxy_mode mode;    /* PROXY_MODE */
+	const char *inpod_uds;      /* INPOD_UDS */
 };
 
 /* io_uring features, probed once at start by main (zt_uring_probe). */
@@ -52,6 +73,12 @@ struct zt_runtime {
 	_Atomic bool config_ready;
 	/* Count of shards whose listeners are open. */
 	_Atomic unsigned shards_listening;
+	/* The network namespace zring started in: shards return to it after
+	 * creating a socket inside a pod's namespace. */
+	int host_netns_fd;
+	/* Shared mode: set by the control thread once istio-cni's first
+	 * snapshot has been processed (readiness). */
+	_Atomic bool pods_ready;
 	struct zt_shard **shards;
 	unsigned n_shards;
 };

@@ -29,12 +29,30 @@ struct zt_op {
 
 enum zt_listener_kind { ZT_LISTEN_OUTBOUND = 0, ZT_LISTEN_INBOUND };
 
+/* A pod as one shard sees it. Shard thread only. */
+struct zt_shard_pod {
+	struct zt_shard_pod *next;
+	struct zt_pod *pod;
+	unsigned conns;          /* this shard's connections accepted for the pod */
+	unsigned listeners;      /* this shard's listeners still alive */
+	bool deleting;
+	uint64_t drain_deadline_ms;
+};
+
 struct zt_listener {
 	struct zt_op op;
-	int fd;
-	enum zt_listener_kind kind;
-	struct zt_sockaddr addr;
+	struct zt_listener *next;
+	int fd;                  /* -1 once closing */
+	bool owns_fd;            /* dedicated mode; pod listeners belong to the pod */
 	bool armed;
+	enum zt_listener_kind kind;
+	struct zt_shard_pod *spod; /* NULL in dedicated mode */
+	struct zt_sockaddr addr;
+};
+
+struct zt_shard_msg {
+	enum zt_shard_cmd cmd;
+	struct zt_pod *pod;
 };
 
 #define ZT_BID_NONE 0xffffu
@@ -69,6 +87,7 @@ struct zt_conn {
 	struct zt_dir d[2];
 	enum zt_conn_state state;
 	enum zt_listener_kind kind;
+	struct zt_shard_pod *spod;   /* shared mode: the pod it was accepted for */
 	uint16_t inflight;           /* ops whose user_data points into this conn */
 	int error;                   /* first error, negative errno, 0 = none */
 	const char *error_what;      /* static text for the access log */
@@ -89,9 +108,15 @@ struct zt_shard {
 	int wake_fd;
 	struct zt_op wake_op;
 	uint64_t wake_val;
-	struct zt_listener listeners[4];
-	unsigned n_listeners;
+	struct zt_listener *listeners;
 	bool listening;
+	struct zt_shard_pod *pods;
+	unsigned pods_deleting;
+
+	/* Mailbox from the control thread: a mutex on the control path only. */
+	pthread_mutex_t mb_lock;
+	struct zt_shard_msg *mb;
+	unsigned mb_len, mb_cap;
 
 	/* Provided buffers: group 0, one ring, `buf_count` buffers. */
 	struct io_uring_buf_ring *br;
@@ -118,9 +143,11 @@ void zt_conn_accepted(struct zt_shard *s, struct zt_listener *l, int fd);
 void zt_conn_complete(struct zt_shard *s, struct zt_op *op, struct io_uring_cqe *cqe);
 void zt_conn_rearm_starved(struct zt_shard *s);
 void zt_conn_abort_all(struct zt_shard *s);
+void zt_conn_abort_pod(struct zt_shard *s, struct zt_shard_pod *sp);
 
 /* shard.c, called by conn.c */
 struct io_uring_sqe *zt_shard_sqe(struct zt_shard *s);
 void zt_shard_buf_return(struct zt_shard *s, uint16_t bid);
+void zt_shard_pod_maybe_release(struct zt_shard *s, struct zt_shard_pod *sp);
 
 #endif

@@ -32,6 +32,7 @@ struct zt_shard *zt_shard_new(struct zt_runtime *rt, unsigned id)
 		return NULL;
 	}
 	s->live.next = s->live.prev = &s->live;
+	pthread_mutex_init(&s->mb_lock, NULL);
 	if (getrandom(&s->rnd, sizeof(s->rnd), 0) != sizeof(s->rnd))
 		s->rnd = zt_now_ns() ^ ((uint64_t)id << 32);
 	s->rnd |= 1;
@@ -228,6 +229,60 @@ static void arm_wake(struct zt_shard *s)
 	io_uring_sqe_set_data(sqe, &s->wake_op);
 }
 
+static struct zt_listener *listener_new(struct zt_shard *s, int fd, bool owns_fd,
+					enum zt_listener_kind kind, struct zt_shard_pod *sp)
+{
+	struct zt_listener *l = calloc(1, sizeof(*l));
+	if (!l)
+		return NULL;
+	l->op.kind = ZT_OP_ACCEPT;
+	l->fd = fd;
+	l->owns_fd = owns_fd;
+	l->kind = kind;
+	l->spod = sp;
+	l->next = s->listeners;
+	s->listeners = l;
+	arm_accept(s, l);
+	return l;
+}
+
+static void listener_unlink_free(struct zt_shard *s, struct zt_listener *l)
+{
+	for (struct zt_listener **pp = &s->listeners; *pp; pp = &(*pp)->next)
+		if (*pp == l) {
+			*pp = l->next;
+			break;
+		}
+	struct zt_shard_pod *sp = l->spod;
+	free(l);
+	if (sp) {
+		sp->listeners--;
+		zt_shard_pod_maybe_release(s, sp);
+	}
+}
+
+/* Stop accepting on `l`: cancel its accept; it is freed when the final
+ * completion of that accept arrives. */
+static void listener_close(struct zt_shard *s, struct zt_listener *l)
+{
+	if (l->fd < 0)
+		return;
+	if (l->armed) {
+		struct io_uring_sqe *sqe = zt_shard_sqe(s);
+		if (sqe) {
+			io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)&l->op, 0);
+			io_uring_sqe_set_data(sqe, NULL);
+			io_uring_sqe_set_flags(sqe, IOSQE_CQE_SKIP_SUCCESS);
+		}
+	}
+	/* The in-flight accept holds its own file reference: closing is safe. */
+	if (l->owns_fd)
+		close(l->fd);
+	l->fd = -1;
+	if (!l->armed)
+		listener_unlink_free(s, l);
+}
+
 static int open_listeners(struct zt_shard *s)
 {
 	const struct zt_engine_opts *o = &s->rt->opts;
@@ -236,59 +291,150 @@ static int open_listeners(struct zt_shard *s)
 		enum zt_listener_kind kind;
 	} want[] = {{o->outbound_port, ZT_LISTEN_OUTBOUND}, {o->inbound_port, ZT_LISTEN_INBOUND}};
 
+	s->listening = true;
+	if (o->mode == ZT_MODE_SHARED)
+		return 0; /* pods bring their own listeners */
 	for (size_t i = 0; i < 2; i++) {
-		struct zt_listener *l = &s->listeners[s->n_listeners];
-		memset(l, 0, sizeof(*l));
+		struct zt_sockaddr a = {0};
 		/* Dual-stack [::] first; a namespace without IPv6 gets 0.0.0.0. */
-		zt_ip_parse("::", &l->addr.ip);
-		l->addr.port = want[i].port;
-		int fd = zt_sock_listen(&l->addr, 4096, true);
+		zt_ip_parse("::", &a.ip);
+		a.port = want[i].port;
+		int fd = zt_sock_listen(&a, 4096, true);
 		if (fd == -EAFNOSUPPORT || fd == -EADDRNOTAVAIL) {
-			zt_ip_parse("0.0.0.0", &l->addr.ip);
-			fd = zt_sock_listen(&l->addr, 4096, true);
+			zt_ip_parse("0.0.0.0", &a.ip);
+			fd = zt_sock_listen(&a, 4096, true);
 		}
+		char as[ZT_ADDRSTRLEN];
 		if (fd < 0) {
-			char a[ZT_ADDRSTRLEN];
-			ZT_ERROR(TARGET, "listen on %s: %s",
-				 zt_sockaddr_str(&l->addr, a, sizeof(a)), strerror(-fd));
+			ZT_ERROR(TARGET, "listen on %s: %s", zt_sockaddr_str(&a, as, sizeof(as)),
+				 strerror(-fd));
 			return fd;
 		}
-		l->fd = fd;
-		l->kind = want[i].kind;
-		l->op.kind = ZT_OP_ACCEPT;
-		s->n_listeners++;
-		if (s->id == 0) {
-			char a[ZT_ADDRSTRLEN];
+		struct zt_listener *l = listener_new(s, fd, true, want[i].kind, NULL);
+		if (!l) {
+			close(fd);
+			return -ENOMEM;
+		}
+		l->addr = a;
+		if (s->id == 0)
 			ZT_INFO("proxy", "listener established address=%s component=\"%s\" shards=%u",
-				zt_sockaddr_str(&l->addr, a, sizeof(a)),
+				zt_sockaddr_str(&a, as, sizeof(as)),
 				l->kind == ZT_LISTEN_OUTBOUND ? "outbound" : "inbound plaintext",
 				s->rt->n_shards);
-		}
 	}
-	for (unsigned i = 0; i < s->n_listeners; i++)
-		arm_accept(s, &s->listeners[i]);
-	s->listening = true;
 	return 0;
 }
 
 static void close_listeners(struct zt_shard *s)
 {
-	for (unsigned i = 0; i < s->n_listeners; i++) {
-		struct zt_listener *l = &s->listeners[i];
-		if (l->fd < 0)
-			continue;
-		struct io_uring_sqe *sqe = zt_shard_sqe(s);
-		if (sqe) {
-			/* The in-flight accept holds its own file reference, so the
-			 * close below is safe; its final CQE arrives as -ECANCELED. */
-			io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)&l->op, 0);
-			io_uring_sqe_set_data(sqe, NULL);
-			io_uring_sqe_set_flags(sqe, IOSQE_CQE_SKIP_SUCCESS);
-		}
-		close(l->fd);
-		l->fd = -1;
+	for (struct zt_listener *l = s->listeners, *n; l; l = n) {
+		n = l->next; /* l may be freed */
+		listener_close(s, l);
 	}
 	s->listening = false;
+}
+
+int zt_shard_post(struct zt_shard *s, enum zt_shard_cmd cmd, struct zt_pod *pod)
+{
+	pthread_mutex_lock(&s->mb_lock);
+	if (s->mb_len == s->mb_cap) {
+		unsigned cap = s->mb_cap ? s->mb_cap * 2 : 16;
+		struct zt_shard_msg *m = realloc(s->mb, cap * sizeof(*m));
+		if (!m) {
+			pthread_mutex_unlock(&s->mb_lock);
+			return -ENOMEM;
+		}
+		s->mb = m;
+		s->mb_cap = cap;
+	}
+	s->mb[s->mb_len++] = (struct zt_shard_msg){.cmd = cmd, .pod = pod};
+	pthread_mutex_unlock(&s->mb_lock);
+	zt_shard_wake(s);
+	return 0;
+}
+
+void zt_shard_pod_maybe_release(struct zt_shard *s, struct zt_shard_pod *sp)
+{
+	if (!sp->deleting || sp->conns || sp->listeners)
+		return;
+	for (struct zt_shard_pod **pp = &s->pods; *pp; pp = &(*pp)->next)
+		if (*pp == sp) {
+			*pp = sp->next;
+			break;
+		}
+	s->pods_deleting--;
+	/* release: everything this shard did with the pod happens before the
+	 * control thread sees the count drop and frees it */
+	atomic_fetch_sub_explicit(&sp->pod->refs, 1, memory_order_release);
+	free(sp);
+}
+
+static void pod_add(struct zt_shard *s, struct zt_pod *pod)
+{
+	struct zt_shard_pod *sp = calloc(1, sizeof(*sp));
+	if (!sp) {
+		ZT_ERROR(TARGET, "shard %u: out of memory adding pod %s", s->id, pod->uid);
+		atomic_fetch_sub_explicit(&pod->refs, 1, memory_order_release);
+		return;
+	}
+	sp->pod = pod;
+	sp->next = s->pods;
+	s->pods = sp;
+	static const enum zt_listener_kind kinds[2] = {ZT_LISTEN_OUTBOUND, ZT_LISTEN_INBOUND};
+	for (int i = 0; i < 2; i++)
+		if (pod->lfd[i] >= 0 && listener_new(s, pod->lfd[i], false, kinds[i], sp))
+			sp->listeners++;
+}
+
+static void pod_del(struct zt_shard *s, struct zt_pod *pod)
+{
+	struct zt_shard_pod *sp = s->pods;
+	while (sp && sp->pod != pod)
+		sp = sp->next;
+	if (!sp || sp->deleting)
+		return;
+	sp->deleting = true;
+	sp->drain_deadline_ms = zt_now_ms() + s->rt->opts.drain_ms;
+	s->pods_deleting++;
+	for (struct zt_listener *l = s->listeners, *n; l; l = n) {
+		n = l->next;
+		if (l->spod == sp)
+			listener_close(s, l);
+	}
+	zt_shard_pod_maybe_release(s, sp);
+}
+
+static void read_mailbox(struct zt_shard *s)
+{
+	struct zt_shard_msg local[64];
+	for (;;) {
+		unsigned n;
+		pthread_mutex_lock(&s->mb_lock);
+		n = s->mb_len < 64 ? s->mb_len : 64;
+		memcpy(local, s->mb, n * sizeof(*local));
+		memmove(s->mb, s->mb + n, (s->mb_len - n) * sizeof(*local));
+		s->mb_len -= n;
+		pthread_mutex_unlock(&s->mb_lock);
+		if (!n)
+			return;
+		for (unsigned i = 0; i < n; i++) {
+			if (local[i].cmd == ZT_SHARD_ADD_POD)
+				pod_add(s, local[i].pod);
+			else
+				pod_del(s, local[i].pod);
+		}
+	}
+}
+
+/* Pods being deleted whose connections outlive the drain deadline. */
+static void expire_pods(struct zt_shard *s)
+{
+	uint64_t now = zt_now_ms();
+	for (struct zt_shard_pod *sp = s->pods, *n; sp; sp = n) {
+		n = sp->next; /* sp may be released */
+		if (sp->deleting && sp->conns && now >= sp->drain_deadline_ms)
+			zt_conn_abort_pod(s, sp);
+	}
 }
 
 static void handle_accept(struct zt_shard *s, struct zt_listener *l, struct io_uring_cqe *cqe)
@@ -296,16 +442,21 @@ static void handle_accept(struct zt_shard *s, struct zt_listener *l, struct io_u
 	if (!(cqe->flags & IORING_CQE_F_MORE))
 		l->armed = false;
 	if (cqe->res >= 0) {
-		if (l->fd < 0) { /* raced with close_listeners */
+		if (l->fd < 0) { /* closing: refuse */
+			zt_sock_set_rst(cqe->res);
 			close(cqe->res);
-			return;
+		} else {
+			zt_conn_accepted(s, l, cqe->res);
 		}
-		zt_conn_accepted(s, l, cqe->res);
 	} else if (cqe->res != -ECANCELED) {
 		ZT_WARN(TARGET, "accept: %s", strerror(-cqe->res));
 	}
-	if (!l->armed && l->fd >= 0)
-		arm_accept(s, l);
+	if (!l->armed) {
+		if (l->fd >= 0)
+			arm_accept(s, l);
+		else
+			listener_unlink_free(s, l);
+	}
 }
 
 static void dispatch(struct zt_shard *s, struct io_uring_cqe *cqe)
@@ -318,6 +469,7 @@ static void dispatch(struct zt_shard *s, struct io_uring_cqe *cqe)
 		handle_accept(s, (struct zt_listener *)((char *)op - offsetof(struct zt_listener, op)), cqe);
 		break;
 	case ZT_OP_WAKE:
+		read_mailbox(s);
 		arm_wake(s);
 		break;
 	default:
@@ -405,6 +557,8 @@ static void *shard_main(void *arg)
 		io_uring_cq_advance(&s->ring, n);
 		if (s->n_starved)
 			zt_conn_rearm_starved(s);
+		if (s->pods_deleting)
+			expire_pods(s);
 	}
 	zt_qsbr_offline(&rt->qsbr, s->id);
 	return NULL;
@@ -425,6 +579,19 @@ void zt_shard_join(struct zt_shard *s)
 		pthread_join(s->thread, NULL);
 	if (s->ring.ring_fd > 0)
 		io_uring_queue_exit(&s->ring);
+	for (struct zt_listener *l = s->listeners, *n; l; l = n) {
+		n = l->next;
+		if (l->owns_fd && l->fd >= 0)
+			close(l->fd);
+		free(l);
+	}
+	for (struct zt_shard_pod *sp = s->pods, *n; sp; sp = n) {
+		n = sp->next;
+		atomic_fetch_sub_explicit(&sp->pod->refs, 1, memory_order_release);
+		free(sp);
+	}
+	free(s->mb);
+	pthread_mutex_destroy(&s->mb_lock);
 	for (struct zt_conn *c = s->free_conns, *n; c; c = n) {
 		n = c->next;
 		free(c);

@@ -20,6 +20,15 @@ void zt_shard_wake(struct zt_shard *s);
  * Returns 0, or -ENOSYS (naming what is missing) when zring cannot run. */
 int zt_uring_probe(struct zt_uring_features *f);
 
+/* Commands from the control thread to a shard. */
+enum zt_shard_cmd { ZT_SHARD_ADD_POD = 1, ZT_SHARD_DEL_POD };
+
+/* Any thread: queue a command and wake the shard. The shard takes a
+ * reference on ADD and drops it (pod->refs) once, after DEL, when it no
+ * longer uses the pod: no listener op in flight, no connection left.
+ * Returns 0 or -ENOMEM. */
+int zt_shard_post(struct zt_shard *s, enum zt_shard_cmd cmd, struct zt_pod *pod);
+
 /* Shard statistics, readable from any thread (relaxed counters). */
 struct zt_shard_stats {
 	_Atomic uint64_t accepted, active, closed, failed, oom;
