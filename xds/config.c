@@ -179,7 +179,7 @@ static int str_view(struct ctx *c, const struct path *p, const struct zt_cnode *
 
 static int get_str(struct ctx *c, const struct path *p, const struct zt_cnode *n, const char **out)
 {
-	const char *v;
+	const char *v = NULL;
 	int r = str_view(c, p, n, &v);
 	if (r)
 		return r;
@@ -222,7 +222,7 @@ static int get_int(struct ctx *c, const struct path *p, const struct zt_cnode *n
 
 static int get_port(struct ctx *c, const struct path *p, const struct zt_cnode *n, uint16_t *out)
 {
-	int64_t v;
+	int64_t v = 0;
 	int r = get_int(c, p, n, 1, 65535, &v);
 	if (!r)
 		*out = (uint16_t)v;
@@ -281,7 +281,7 @@ static void join_names(char *buf, size_t cap, const char *const *names)
 static int get_enum(struct ctx *c, const struct path *p, const struct zt_cnode *n,
 		    const char *const *names, int *out)
 {
-	const char *v;
+	const char *v = NULL;
 	int r = str_view(c, p, n, &v);
 	if (r)
 		return r;
@@ -319,7 +319,7 @@ static int missing(struct ctx *c, const struct path *p, const char *field)
 
 static int get_ip(struct ctx *c, const struct path *p, const struct zt_cnode *n, struct zt_ip *out)
 {
-	const char *v;
+	const char *v = NULL;
 	char q[300];
 	int r = str_view(c, p, n, &v);
 	if (r)
@@ -345,7 +345,7 @@ static bool parse_netaddr(struct ctx *c, const char *v, struct zt_netaddr *out, 
 static int get_netaddr(struct ctx *c, const struct path *p, const struct zt_cnode *n,
 		       struct zt_netaddr *out)
 {
-	const char *v;
+	const char *v = NULL;
 	char q[300];
 	int r = str_view(c, p, n, &v);
 	if (r)
@@ -373,7 +373,7 @@ static bool parse_nshost(struct ctx *c, const char *v, const char **ns, const ch
 /* "ip/len" or a bare IP (full length). */
 static int get_cidr(struct ctx *c, const struct path *p, const struct zt_cnode *n, struct zt_cidr *out)
 {
-	const char *v;
+	const char *v = NULL;
 	char q[300], ip[64];
 	int r = str_view(c, p, n, &v);
 	if (r)
@@ -446,8 +446,8 @@ static int get_port_map(struct ctx *c, const struct path *p, const struct zt_cno
 	for (size_t i = 0; i < cnt; i++) {
 		const struct zt_cpair *kv = &n->pairs[i];
 		struct path kp = P_PORT(p, kv->key->text);
-		uint16_t sp;
-		int64_t tp;
+		uint16_t sp = 0;
+		int64_t tp = 0;
 		bool dup = false;
 		if ((r = get_port_key(c, p, kv->key, &sp)))
 			return r;
@@ -503,7 +503,7 @@ static int get_gateway(struct ctx *c, const struct path *p, const struct zt_cnod
 		const struct zt_cnode *v = n->pairs[i].val;
 		struct path fp = P_FIELD(p, key);
 		if (!strcmp(key, "destination")) {
-			const char *s;
+			const char *s = NULL;
 			char q[300];
 			if ((r = str_view(c, &fp, v, &s)))
 				return r;
@@ -720,7 +720,7 @@ static int get_workload(struct ctx *c, const struct path *p, const struct zt_cno
 		} else if (!strcmp(key, "locality")) {
 			r = get_locality(c, &fp, v, &w->locality);
 		} else if (!strcmp(key, "capacity")) {
-			int64_t cap;
+			int64_t cap = 0;
 			if (!absent(v) && !(r = get_int(c, &fp, v, 0, UINT32_MAX, &cap)))
 				w->capacity = (uint32_t)cap;
 		} else if (!strcmp(key, "services")) {
