@@ -1,5 +1,6 @@
 #include "engine/accesslog.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -36,8 +37,11 @@ void zt_access_log(const struct zt_conn *c)
 		 (unsigned long long)((zt_now_ns() - c->start_ns) / 1000000ULL));
 	f[n++] = ZT_LF_S("duration", dur);
 	if (c->error) {
-		snprintf(err, sizeof(err), "%s: %s", c->error_what ? c->error_what : "error",
-			 strerror(-c->error));
+		if (c->error == -EACCES) /* policy: the reason says it all */
+			snprintf(err, sizeof(err), "%s", c->error_what);
+		else
+			snprintf(err, sizeof(err), "%s: %s", c->error_what ? c->error_what : "error",
+				 strerror(-c->error));
 		f[n++] = ZT_LF_S("error", err);
 	}
 	zt_log_fields(lvl, "access", "connection complete", f, n);

@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "authz/authz.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "engine/accesslog.h"
@@ -365,6 +366,31 @@ static int upstream_in_netns(struct zt_shard *s, const struct zt_pod *pod, int f
 	return fd;
 }
 
+/* L4 authorization of a plaintext inbound connection (no peer identity).
+ * On deny: log "RBAC rejected" and close. Shard thread, snapshot online. */
+static bool inbound_allowed(struct zt_shard *s, struct zt_conn *c, const struct zt_snapshot *snap,
+			    const struct zt_workload *dst_wl)
+{
+	struct zt_authz_conn ac = {.src_ip = &c->src.ip, .dst = &c->orig_dst, .identity = NULL};
+	struct zt_authz_result res;
+	if (zt_authz_check(snap->authz, dst_wl, &ac, &res) == 0)
+		return true;
+	char why[200], src[ZT_ADDRSTRLEN], dst[ZT_ADDRSTRLEN];
+	zt_authz_result_str(&res, why, sizeof(why));
+	struct zt_log_field f[] = {
+		ZT_LF_R("src.addr", zt_sockaddr_str(&c->src, src, sizeof(src))),
+		ZT_LF_S("src.identity", ""),
+		ZT_LF_R("dst.addr", zt_sockaddr_str(&c->orig_dst, dst, sizeof(dst))),
+		ZT_LF_S("dst.workload", c->dst_workload),
+		ZT_LF_S("reason", why),
+	};
+	if (zt_log_enabled(ZT_LOG_INFO, "rbac"))
+		zt_log_fields(ZT_LOG_INFO, "rbac", "RBAC rejected", f, sizeof(f) / sizeof(f[0]));
+	snprintf(c->deny_reason, sizeof(c->deny_reason), "connection closed due to policy rejection: %s", why);
+	conn_abort(s, c, -EACCES, c->deny_reason, 1u);
+	return false;
+}
+
 static bool is_own_port(const struct zt_engine_opts *o, uint16_t p)
 {
 	return p == o->outbound_port || p == o->inbound_port || p == 15008 || p == 15080;
@@ -410,13 +436,18 @@ void zt_conn_accepted(struct zt_shard *s, struct zt_listener *l, int fd)
 	if (l->kind == ZT_LISTEN_OUTBOUND) {
 		r = zt_route_outbound(snap, src_wl, &c->orig_dst, next_rnd(s), &route);
 	} else {
-		/* Inbound plaintext: to the pod's own address, as sent. */
+		/* Inbound plaintext: to the pod's own address, as sent, if the
+		 * policies let a connection without identity in. */
 		route.kind = ZT_ROUTE_WORKLOAD;
 		route.dst = c->orig_dst;
 		route.workload = zt_snapshot_workload_by_ip(snap, NULL, &c->orig_dst.ip);
 		r = 0;
 	}
 	describe(c, src_wl, &route);
+	if (l->kind == ZT_LISTEN_INBOUND && !inbound_allowed(s, c, snap, route.workload)) {
+		c->dst = c->orig_dst;
+		goto out;
+	}
 	c->dst = r == 0 ? route.dst : c->orig_dst;
 	if (r) {
 		conn_abort(s, c, r, "no healthy upstream", 1u);

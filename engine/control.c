@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "authz/authz.h"
 #include "common/log.h"
 #include "engine/inpod.h"
 #include "engine/sock.h"
@@ -36,6 +37,24 @@ static void snapshot_free_cb(void *p)
 	zt_snapshot_free(p);
 }
 
+static void authz_free_cb(void *ix)
+{
+	zt_authz_index_free(ix);
+}
+
+/* Attach the compiled authorization index. A snapshot without it would let
+ * every connection through, so it is not published then. */
+static int attach_authz(struct zt_snapshot *snap)
+{
+	struct zt_authz_index *ix = NULL;
+	int r = zt_authz_index_build(snap, &ix);
+	if (r)
+		return r;
+	snap->authz = ix;
+	snap->authz_free = authz_free_cb;
+	return 0;
+}
+
 static void publish(struct zt_control *c, struct zt_snapshot *snap)
 {
 	snap->generation = ++c->generation;
@@ -56,6 +75,12 @@ static int load(struct zt_control *c, bool initial)
 		else
 			ZT_ERROR(TARGET, "failed to reload local config, keeping the previous one: %s",
 				 err.msg);
+		return r;
+	}
+	if ((r = attach_authz(snap))) {
+		ZT_ERROR(TARGET, "cannot compile authorization policies: %s; %s", strerror(-r),
+			 initial ? "giving up" : "keeping the previous config");
+		zt_snapshot_free(snap);
 		return r;
 	}
 	ZT_INFO(TARGET, "local config %s: workloads=%zu services=%zu policies=%zu",
@@ -202,7 +227,13 @@ int zt_control_start(struct zt_runtime *rt, struct zt_control **out)
 	} else {
 		ZT_WARN(TARGET, "no local config (LOCAL_XDS_PATH / --config): empty mesh, every "
 				"connection passes through");
-		publish(c, zt_snapshot_empty());
+		struct zt_snapshot *empty = zt_snapshot_empty();
+		if (!empty || attach_authz(empty)) {
+			zt_snapshot_free(empty);
+			r = -ENOMEM;
+			goto fail;
+		}
+		publish(c, empty);
 	}
 	atomic_store_explicit(&rt->config_ready, true, memory_order_relaxed);
 

@@ -97,6 +97,7 @@ struct zt_conn {
 	 * reclaimed while the connection lives. */
 	char src_workload[64], src_namespace[64];
 	char dst_workload[64], dst_namespace[64], dst_service[128];
+	char deny_reason[160]; /* authorization: why it was rejected */
 };
 
 struct zt_shard {

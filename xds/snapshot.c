@@ -169,8 +169,11 @@ struct zt_snapshot *zt_snapshot_empty(void)
 
 void zt_snapshot_free(struct zt_snapshot *s)
 {
-	if (s)
-		zt_arena_destroy(s->_arena); /* s itself lives in its arena */
+	if (!s)
+		return;
+	if (s->authz_free)
+		s->authz_free(s->authz);
+	zt_arena_destroy(s->_arena); /* s itself lives in its arena */
 }
 
 static char *join_key(struct zt_arena *a, const char *ns, const char *name)

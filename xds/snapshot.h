@@ -170,6 +170,10 @@ struct zt_snapshot {
 	size_t n_policies;
 	struct zt_snapshot_index *_index;
 	struct zt_arena *_arena;
+	/* Derived indexes that layers above xds attach before publication (the
+	 * authorization index, authz/): freed with the snapshot. */
+	void *authz;
+	void (*authz_free)(void *);
 };
 
 /* Limits of zt_config_parse(): larger or deeper input is rejected. */
