@@ -528,3 +528,20 @@ void zt_conn_abort_pod(struct zt_shard *s, struct zt_shard_pod *sp)
 		c = n;
 	}
 }
+
+void zt_conn_recheck_policies(struct zt_shard *s, const struct zt_snapshot *snap)
+{
+	struct zt_conn *c = s->live.next;
+	while (c != &s->live) {
+		struct zt_conn *n = c->next;
+		if (c->kind == ZT_LISTEN_INBOUND && c->state != ZT_CONN_CLOSING) {
+			/* the workload as the new snapshot has it: its policy list
+			 * may have changed */
+			const struct zt_workload *wl =
+				zt_snapshot_workload_by_ip(snap, NULL, &c->orig_dst.ip);
+			if (!inbound_allowed(s, c, snap, wl))
+				maybe_finish(s, c);
+		}
+		c = n;
+	}
+}

@@ -133,6 +133,7 @@ struct zt_shard {
 	unsigned n_conns;
 	struct zt_conn *free_conns;
 	uint64_t rnd;
+	uint64_t snap_gen; /* generation of the snapshot last looked at */
 
 	struct zt_shard_stats stats;
 };
@@ -145,6 +146,8 @@ void zt_conn_complete(struct zt_shard *s, struct zt_op *op, struct io_uring_cqe 
 void zt_conn_rearm_starved(struct zt_shard *s);
 void zt_conn_abort_all(struct zt_shard *s);
 void zt_conn_abort_pod(struct zt_shard *s, struct zt_shard_pod *sp);
+/* A new snapshot was published: close inbound connections it now denies. */
+void zt_conn_recheck_policies(struct zt_shard *s, const struct zt_snapshot *snap);
 
 /* shard.c, called by conn.c */
 struct io_uring_sqe *zt_shard_sqe(struct zt_shard *s);

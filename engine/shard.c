@@ -559,6 +559,13 @@ static void *shard_main(void *arg)
 			zt_conn_rearm_starved(s);
 		if (s->pods_deleting)
 			expire_pods(s);
+		const struct zt_snapshot *snap = zt_rcu_deref(&rt->snapshot);
+		if (snap && snap->generation != s->snap_gen) {
+			/* The first look just records the generation. */
+			if (s->snap_gen && s->n_conns)
+				zt_conn_recheck_policies(s, snap);
+			s->snap_gen = snap->generation;
+		}
 	}
 	zt_qsbr_offline(&rt->qsbr, s->id);
 	return NULL;
