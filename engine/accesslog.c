@@ -31,8 +31,11 @@ void zt_access_log(const struct zt_conn *c)
 	if (c->dst_namespace[0])
 		f[n++] = ZT_LF_S("dst.namespace", c->dst_namespace);
 	f[n++] = ZT_LF_S("direction", c->kind == ZT_LISTEN_OUTBOUND ? "outbound" : "inbound");
-	f[n++] = ZT_LF_U("bytes_sent", c->d[0].bytes);
-	f[n++] = ZT_LF_U("bytes_recv", c->d[1].bytes);
+	/* As ztunnel: outbound bytes_sent is what went to the destination;
+	 * inbound bytes_sent is what went back to the source. */
+	bool out = c->kind == ZT_LISTEN_OUTBOUND;
+	f[n++] = ZT_LF_U("bytes_sent", out ? c->d[0].bytes : c->d[1].bytes);
+	f[n++] = ZT_LF_U("bytes_recv", out ? c->d[1].bytes : c->d[0].bytes);
 	snprintf(dur, sizeof(dur), "%llums",
 		 (unsigned long long)((zt_now_ns() - c->start_ns) / 1000000ULL));
 	f[n++] = ZT_LF_S("duration", dur);

@@ -6,8 +6,9 @@
 struct zt_conn;
 
 /* Logs target "access", message "connection complete" at info (error when the
- * connection failed, with an `error` field). bytes_sent counts bytes from the
- * source towards the destination, bytes_recv the reply direction. */
+ * connection failed, with an `error` field). As in ztunnel, bytes_sent is
+ * what zring sent on: towards the destination for outbound connections, back
+ * to the source for inbound ones; bytes_recv the other way. */
 void zt_access_log(const struct zt_conn *c);
 
 #endif

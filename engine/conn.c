@@ -87,6 +87,8 @@ static void conn_free(struct zt_shard *s, struct zt_conn *c)
 	}
 }
 
+static void count_close(struct zt_shard *s, struct zt_conn *c);
+
 static void copy_name(char *dst, size_t len, const char *src)
 {
 	snprintf(dst, len, "%s", src ? src : "");
@@ -113,6 +115,7 @@ static void finish(struct zt_shard *s, struct zt_conn *c)
 			c->fd[i] = -1;
 		}
 	zt_access_log(c);
+	count_close(s, c);
 	if (c->spod) {
 		c->spod->conns--;
 		zt_shard_pod_maybe_release(s, c->spod);
@@ -280,6 +283,9 @@ static void on_send(struct zt_shard *s, struct zt_conn *c, int dir, struct io_ur
 	d->q_off += (uint32_t)cqe->res;
 	d->q_bytes -= (uint32_t)cqe->res;
 	d->bytes += (uint64_t)cqe->res;
+	if (c->series) /* request bytes are "received", response bytes "sent" */
+		atomic_fetch_add_explicit(dir == 0 ? &c->series->received : &c->series->sent,
+					  (uint64_t)cqe->res, memory_order_relaxed);
 	if (d->q_off == s->buf_len[b]) {
 		d->q_head = s->buf_next[b];
 		if (d->q_head == ZT_BID_NONE)
@@ -298,6 +304,7 @@ static void on_connect(struct zt_shard *s, struct zt_conn *c, struct io_uring_cq
 		return;
 	if (cqe->res < 0) {
 		int e = cqe->res == -ECANCELED ? -ETIMEDOUT : cqe->res;
+		c->response_flag = "CONNECT";
 		conn_abort(s, c, e, "upstream connect failed", 1u);
 		return;
 	}
@@ -331,6 +338,90 @@ void zt_conn_complete(struct zt_shard *s, struct zt_op *op, struct io_uring_cqe 
 		return;
 	}
 	maybe_finish(s, c);
+}
+
+/* The istio_tcp_* label set of a connection, ztunnel's way (src/proxy/
+ * metrics.rs CommonTrafficLabels): source from the source workload (its
+ * principal only from an mTLS identity: plaintext has none), destination
+ * from the destination workload and service. Shard thread, snapshot online. */
+static void count_open(struct zt_shard *s, struct zt_conn *c, const struct zt_workload *src,
+		       const struct zt_route *rt, bool inbound)
+{
+	char b[2048], principal[512];
+	const struct zt_workload *dst = rt->workload;
+	const struct zt_service *svc = rt->service;
+	int o = 0;
+#define L(name, v) \
+	if (o >= 0)  \
+		o = zt_metrics_label(b, sizeof(b), (size_t)o, name, v, false)
+	L("reporter", inbound ? "destination" : "source");
+	L("source_workload", src ? src->workload_name : NULL);
+	L("source_canonical_service", src ? src->canonical_name : NULL);
+	L("source_canonical_revision", src ? src->canonical_revision : NULL);
+	L("source_workload_namespace", src ? src->namespace_ : NULL);
+	L("source_principal", NULL);
+	L("source_app", src ? src->canonical_name : NULL);
+	L("source_version", src ? src->canonical_revision : NULL);
+	L("source_cluster", src ? src->cluster_id : NULL);
+	L("destination_service", svc ? svc->hostname : NULL);
+	L("destination_service_namespace", svc ? svc->namespace_ : NULL);
+	L("destination_service_name", svc ? svc->name : NULL);
+	L("destination_workload", dst ? dst->workload_name : NULL);
+	L("destination_canonical_service", dst ? dst->canonical_name : NULL);
+	L("destination_canonical_revision", dst ? dst->canonical_revision : NULL);
+	L("destination_workload_namespace", dst ? dst->namespace_ : NULL);
+	if (dst)
+		snprintf(principal, sizeof(principal), "spiffe://%s/ns/%s/sa/%s", dst->trust_domain,
+			 dst->namespace_, dst->service_account);
+	L("destination_principal", dst ? principal : NULL);
+	L("destination_app", dst ? dst->canonical_name : NULL);
+	L("destination_version", dst ? dst->canonical_revision : NULL);
+	L("destination_cluster", dst ? dst->cluster_id : NULL);
+	L("request_protocol", "tcp");
+	L("response_flags", "-");
+	bool locality = src || dst;
+	if (o >= 0)
+		o = zt_metrics_label(b, sizeof(b), (size_t)o, "connection_security_policy", "unknown",
+				     !locality);
+	if (locality) {
+		L("source_region", src ? src->locality.region : NULL);
+		L("source_zone", src ? src->locality.zone : NULL);
+		L("destination_region", dst ? dst->locality.region : NULL);
+		if (o >= 0)
+			o = zt_metrics_label(b, sizeof(b), (size_t)o, "destination_zone",
+					     dst ? dst->locality.zone : NULL, true);
+	}
+#undef L
+	c->response_flag = "-";
+	if (o < 0)
+		return; /* absurdly long names: not counted rather than truncated */
+	c->series = zt_metrics_series(s->metrics, b, (size_t)o);
+	if (c->series)
+		atomic_fetch_add_explicit(&c->series->opened, 1, memory_order_relaxed);
+}
+
+/* Closed: counted under the final response flag. */
+static void count_close(struct zt_shard *s, struct zt_conn *c)
+{
+	struct zt_metric_series *e = c->series;
+	if (!e)
+		return;
+	if (strcmp(c->response_flag, "-") != 0) {
+		/* same labels with response_flags="<flag>" */
+		static const char key[] = "response_flags=\"-\"";
+		char b[2048];
+		const char *at = strstr(e->labels, key);
+		size_t pre = at ? (size_t)(at - e->labels) : 0;
+		int n = at ? snprintf(b, sizeof(b), "%.*sresponse_flags=\"%s\"%s", (int)pre,
+				      e->labels, c->response_flag, at + sizeof(key) - 1)
+			   : -1;
+		if (n > 0 && (size_t)n < sizeof(b)) {
+			struct zt_metric_series *f = zt_metrics_series(s->metrics, b, (size_t)n);
+			if (f)
+				e = f;
+		}
+	}
+	atomic_fetch_add_explicit(&e->closed, 1, memory_order_relaxed);
 }
 
 /* Fill the connection's names from the snapshot; called with the shard online. */
@@ -387,6 +478,7 @@ static bool inbound_allowed(struct zt_shard *s, struct zt_conn *c, const struct 
 	if (zt_log_enabled(ZT_LOG_INFO, "rbac"))
 		zt_log_fields(ZT_LOG_INFO, "rbac", "RBAC rejected", f, sizeof(f) / sizeof(f[0]));
 	snprintf(c->deny_reason, sizeof(c->deny_reason), "connection closed due to policy rejection: %s", why);
+	c->response_flag = "DENY";
 	conn_abort(s, c, -EACCES, c->deny_reason, 1u);
 	return false;
 }
@@ -444,6 +536,7 @@ void zt_conn_accepted(struct zt_shard *s, struct zt_listener *l, int fd)
 		r = 0;
 	}
 	describe(c, src_wl, &route);
+	count_open(s, c, src_wl, &route, l->kind == ZT_LISTEN_INBOUND);
 	if (l->kind == ZT_LISTEN_INBOUND && !inbound_allowed(s, c, snap, route.workload)) {
 		c->dst = c->orig_dst;
 		goto out;

@@ -16,6 +16,8 @@
 #include "authz/authz.h"
 #include "common/log.h"
 #include "engine/inpod.h"
+#include "engine/metrics.h"
+#include "engine/shard.h"
 #include "engine/sock.h"
 
 #define TARGET "xds"
@@ -26,6 +28,7 @@ struct zt_control {
 	int stop_fd;
 	int inotify_fd;
 	int ready_fd;
+	int metrics_fd;
 	char dir[4096];
 	char base[256];
 	uint64_t generation;
@@ -90,18 +93,55 @@ static int load(struct zt_control *c, bool initial)
 	return 0;
 }
 
-static void serve_ready(struct zt_control *c)
+/* Read a small HTTP request (bounded wait). Returns the fd or -1. */
+static int read_request(int lfd, char *req, size_t len)
 {
-	int fd = accept4(c->ready_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 	if (fd < 0)
-		return;
-	/* Probes are tiny; read what is there (bounded wait) and answer. */
-	char req[1024];
+		return -1;
 	struct pollfd p = {.fd = fd, .events = POLLIN};
 	ssize_t n = 0;
 	if (poll(&p, 1, 1000) == 1)
-		n = recv(fd, req, sizeof(req) - 1, 0);
+		n = recv(fd, req, len - 1, 0);
 	req[n > 0 ? n : 0] = 0;
+	return fd;
+}
+
+static void respond(int fd, int status, const char *ctype, const char *body, size_t blen)
+{
+	char head[256];
+	int hl = snprintf(head, sizeof(head),
+			  "HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %zu\r\n"
+			  "connection: close\r\n\r\n",
+			  status, status == 200 ? "OK" : status == 404 ? "Not Found" : "Internal Server Error",
+			  ctype, blen);
+	/* the socket is non-blocking: wait a little for room, never forever */
+	const char *parts[2] = {head, body};
+	size_t lens[2] = {(size_t)hl, blen};
+	for (int k = 0; k < 2; k++) {
+		size_t off = 0;
+		while (off < lens[k]) {
+			ssize_t w = send(fd, parts[k] + off, lens[k] - off, MSG_NOSIGNAL);
+			if (w > 0) {
+				off += (size_t)w;
+				continue;
+			}
+			struct pollfd p = {.fd = fd, .events = POLLOUT};
+			if (w < 0 && errno == EAGAIN && poll(&p, 1, 1000) == 1)
+				continue;
+			goto out;
+		}
+	}
+out:
+	close(fd);
+}
+
+static void serve_ready(struct zt_control *c)
+{
+	char req[1024];
+	int fd = read_request(c->ready_fd, req, sizeof(req));
+	if (fd < 0)
+		return;
 	const char *body;
 	int status;
 	char pending[128] = "";
@@ -136,15 +176,41 @@ static void serve_ready(struct zt_control *c)
 		snprintf(pending + off, sizeof(pending) - (size_t)off, "\n");
 		body = pending;
 	}
-	char resp[512];
-	int len = snprintf(resp, sizeof(resp),
-			   "HTTP/1.1 %d %s\r\ncontent-type: text/plain\r\ncontent-length: %zu\r\n"
-			   "connection: close\r\n\r\n%s",
-			   status, status == 200 ? "OK" : status == 404 ? "Not Found" : "Internal Server Error",
-			   strlen(body), body);
-	ssize_t w = send(fd, resp, (size_t)len, MSG_NOSIGNAL);
-	(void)w;
-	close(fd);
+	respond(fd, status, "text/plain", body, strlen(body));
+}
+
+/* GET /metrics or /stats/prometheus: OpenMetrics text. */
+static void serve_metrics(struct zt_control *c)
+{
+	char req[1024];
+	int fd = read_request(c->metrics_fd, req, sizeof(req));
+	if (fd < 0)
+		return;
+	if (strncmp(req, "GET /metrics", 12) && strncmp(req, "GET /stats/prometheus", 21)) {
+		respond(fd, 404, "text/plain", "not found\n", 10);
+		return;
+	}
+	struct zt_metrics_shard *ms[256];
+	unsigned n = c->rt->n_shards < 256 ? c->rt->n_shards : 256;
+	for (unsigned i = 0; i < n; i++)
+		ms[i] = c->rt->shards ? zt_shard_metrics(c->rt->shards[i]) : NULL;
+	char extra[1024];
+	snprintf(extra, sizeof(extra),
+		 "# HELP istio_build Istio component build info.\n"
+		 "# TYPE istio_build gauge\n"
+		 "istio_build{component=\"ztunnel\",tag=\"zring-0.1.0\"} 1\n"
+		 "# HELP workload_manager_active_proxy_count The total number current workloads with active proxies.\n"
+		 "# TYPE workload_manager_active_proxy_count gauge\n"
+		 "workload_manager_active_proxy_count %u\n",
+		 c->inpod ? zt_inpod_count(c->inpod) : 0);
+	char *body = zt_metrics_render(ms, n, extra);
+	if (!body) {
+		respond(fd, 500, "text/plain", "out of memory\n", 14);
+		return;
+	}
+	respond(fd, 200, "application/openmetrics-text; version=1.0.0; charset=utf-8", body,
+		strlen(body));
+	free(body);
 }
 
 static void drain_inotify(struct zt_control *c, bool *changed)
@@ -172,14 +238,17 @@ static void *control_main(void *arg)
 		int timeout = 100; /* at least every 100 ms: reclaim retired snapshots */
 		if (c->inpod)
 			timeout = zt_inpod_tick(c->inpod);
-		struct pollfd p[4] = {
+		struct pollfd p[5] = {
 			{.fd = c->stop_fd, .events = POLLIN},
 			{.fd = c->inotify_fd, .events = POLLIN},
 			{.fd = c->ready_fd, .events = POLLIN},
 			{.fd = c->inpod ? zt_inpod_fd(c->inpod) : -1, .events = POLLIN},
+			{.fd = c->metrics_fd, .events = POLLIN},
 		};
-		if (poll(p, 4, timeout) < 0 && errno != EINTR)
+		if (poll(p, 5, timeout) < 0 && errno != EINTR)
 			break;
+		if (p[4].revents)
+			serve_metrics(c);
 		if (p[3].revents)
 			zt_inpod_readable(c->inpod);
 		if (p[0].revents)
@@ -208,7 +277,7 @@ int zt_control_start(struct zt_runtime *rt, struct zt_control **out)
 	if (!c)
 		return -ENOMEM;
 	c->rt = rt;
-	c->stop_fd = c->inotify_fd = c->ready_fd = -1;
+	c->stop_fd = c->inotify_fd = c->ready_fd = c->metrics_fd = -1;
 	int r;
 
 	if (rt->opts.config_path) {
@@ -250,6 +319,18 @@ int zt_control_start(struct zt_runtime *rt, struct zt_control **out)
 		r = c->ready_fd;
 		goto fail;
 	}
+	zt_ip_parse("::", &ra.ip);
+	ra.port = rt->opts.metrics_port;
+	c->metrics_fd = zt_sock_listen(&ra, 64, false);
+	if (c->metrics_fd < 0) {
+		zt_ip_parse("0.0.0.0", &ra.ip);
+		c->metrics_fd = zt_sock_listen(&ra, 64, false);
+	}
+	if (c->metrics_fd < 0) {
+		ZT_ERROR(TARGET, "metrics listener on port %u: %s", ra.port, strerror(-c->metrics_fd));
+		r = c->metrics_fd;
+		goto fail;
+	}
 	c->stop_fd = eventfd(0, EFD_CLOEXEC);
 	if (c->stop_fd < 0) {
 		r = -errno;
@@ -266,6 +347,8 @@ fail:
 		close(c->inotify_fd);
 	if (c->ready_fd >= 0)
 		close(c->ready_fd);
+	if (c->metrics_fd >= 0)
+		close(c->metrics_fd);
 	free(c);
 	return r;
 }
@@ -286,5 +369,6 @@ void zt_control_stop(struct zt_control *c)
 	if (c->inotify_fd >= 0)
 		close(c->inotify_fd);
 	close(c->ready_fd);
+	close(c->metrics_fd);
 	free(c);
 }

@@ -35,7 +35,8 @@ static void usage(FILE *f)
 		"  --conn-buf BYTES     unsent bytes per direction before reads pause (default 262144)\n"
 		"  --connect-timeout MS upstream connect timeout (default 10000)\n"
 		"  --drain-seconds S    drain deadline on SIGTERM   [TERMINATION_GRACE_PERIOD_SECONDS rule]\n"
-		"  --outbound-port P / --inbound-port P / --readiness-port P  (15001 / 15006 / 15021)\n"
+		"  --outbound-port P / --inbound-port P / --readiness-port P / --metrics-port P\n"
+		"                       (15001 / 15006 / 15021 / 15020)\n"
 		"Environment: PROXY_MODE=dedicated|shared (shared: pods from istio-cni over INPOD_UDS,\n"
 		"default " ZT_ZDS_DEFAULT_PATH ").\n");
 }
@@ -97,6 +98,7 @@ int main(int argc, char **argv)
 		.outbound_port = 15001,
 		.inbound_port = 15006,
 		.readiness_port = 15021,
+		.metrics_port = 15020,
 		.config_path = getenv("LOCAL_XDS_PATH"),
 	};
 	const char *e;
@@ -121,7 +123,7 @@ int main(int argc, char **argv)
 		o->inpod_uds = ZT_ZDS_DEFAULT_PATH;
 
 	enum { O_SHARDS = 256, O_NOPIN, O_LOG, O_JSON, O_BUFSZ, O_BUFN, O_CONNBUF, O_CTO, O_DRAIN,
-	       O_OUT, O_IN, O_READY };
+	       O_OUT, O_IN, O_READY, O_METRICS };
 	static const struct option lo[] = {
 		{"config", required_argument, NULL, 'c'},
 		{"shards", required_argument, NULL, O_SHARDS},
@@ -136,6 +138,7 @@ int main(int argc, char **argv)
 		{"outbound-port", required_argument, NULL, O_OUT},
 		{"inbound-port", required_argument, NULL, O_IN},
 		{"readiness-port", required_argument, NULL, O_READY},
+		{"metrics-port", required_argument, NULL, O_METRICS},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -156,6 +159,7 @@ int main(int argc, char **argv)
 		case O_OUT: r = parse_u32("--outbound-port", optarg, 1, 65535, &v); o->outbound_port = (uint16_t)v; break;
 		case O_IN: r = parse_u32("--inbound-port", optarg, 1, 65535, &v); o->inbound_port = (uint16_t)v; break;
 		case O_READY: r = parse_u32("--readiness-port", optarg, 1, 65535, &v); o->readiness_port = (uint16_t)v; break;
+		case O_METRICS: r = parse_u32("--metrics-port", optarg, 1, 65535, &v); o->metrics_port = (uint16_t)v; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}

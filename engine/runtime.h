@@ -46,6 +46,7 @@ struct zt_engine_opts {
 	uint16_t outbound_port;     /* 15001 */
 	uint16_t inbound_port;      /* 15006 */
 	uint16_t readiness_port;    /* 15021 */
+	uint16_t metrics_port;      /* 15020 */
 	const char *config_path;    /* LOCAL_XDS_PATH */
 	enum zt_proxy_mode mode;    /* PROXY_MODE */
 	const char *inpod_uds;      /* INPOD_UDS */

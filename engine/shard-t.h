@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "common/addr.h"
+#include "engine/metrics.h"
 #include "engine/shard.h"
 
 /* Every SQE's user_data points at one of these, embedded in its owner. */
@@ -88,6 +89,8 @@ struct zt_conn {
 	enum zt_conn_state state;
 	enum zt_listener_kind kind;
 	struct zt_shard_pod *spod;   /* shared mode: the pod it was accepted for */
+	struct zt_metric_series *series; /* istio_tcp_* counters for its labels */
+	const char *response_flag;   /* "-" unless DENY / CONNECT */
 	uint16_t inflight;           /* ops whose user_data points into this conn */
 	int error;                   /* first error, negative errno, 0 = none */
 	const char *error_what;      /* static text for the access log */
@@ -97,7 +100,7 @@ struct zt_conn {
 	 * reclaimed while the connection lives. */
 	char src_workload[64], src_namespace[64];
 	char dst_workload[64], dst_namespace[64], dst_service[128];
-	char deny_reason[160]; /* authorization: why it was rejected */
+	char deny_reason[256]; /* authorization: why it was rejected */
 };
 
 struct zt_shard {
@@ -136,6 +139,7 @@ struct zt_shard {
 	uint64_t snap_gen; /* generation of the snapshot last looked at */
 
 	struct zt_shard_stats stats;
+	struct zt_metrics_shard *metrics;
 };
 
 #define ZT_BUF_GROUP 0

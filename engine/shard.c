@@ -33,6 +33,12 @@ struct zt_shard *zt_shard_new(struct zt_runtime *rt, unsigned id)
 	}
 	s->live.next = s->live.prev = &s->live;
 	pthread_mutex_init(&s->mb_lock, NULL);
+	s->metrics = zt_metrics_shard_new();
+	if (!s->metrics) {
+		close(s->wake_fd);
+		free(s);
+		return NULL;
+	}
 	if (getrandom(&s->rnd, sizeof(s->rnd), 0) != sizeof(s->rnd))
 		s->rnd = zt_now_ns() ^ ((uint64_t)id << 32);
 	s->rnd |= 1;
@@ -42,6 +48,11 @@ struct zt_shard *zt_shard_new(struct zt_runtime *rt, unsigned id)
 const struct zt_shard_stats *zt_shard_stats(const struct zt_shard *s)
 {
 	return &s->stats;
+}
+
+struct zt_metrics_shard *zt_shard_metrics(const struct zt_shard *s)
+{
+	return s->metrics;
 }
 
 void zt_shard_wake(struct zt_shard *s)
@@ -599,6 +610,7 @@ void zt_shard_join(struct zt_shard *s)
 	}
 	free(s->mb);
 	pthread_mutex_destroy(&s->mb_lock);
+	zt_metrics_shard_free(s->metrics);
 	for (struct zt_conn *c = s->free_conns, *n; c; c = n) {
 		n = c->next;
 		free(c);

@@ -34,5 +34,7 @@ struct zt_shard_stats {
 	_Atomic uint64_t accepted, active, closed, failed, oom;
 };
 const struct zt_shard_stats *zt_shard_stats(const struct zt_shard *s);
+/* The shard's metric series, read by the control thread when scraped. */
+struct zt_metrics_shard *zt_shard_metrics(const struct zt_shard *s);
 
 #endif
