@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -61,6 +62,7 @@ static struct zt_conn *conn_alloc(struct zt_shard *s)
 	for (int i = 0; i < 2; i++) {
 		c->d[i].recv_op = (struct zt_op){.kind = ZT_OP_RECV, .dir = (uint8_t)i};
 		c->d[i].send_op = (struct zt_op){.kind = ZT_OP_SEND, .dir = (uint8_t)i};
+		c->d[i].err_op = (struct zt_op){.kind = ZT_OP_ERRPOLL, .dir = (uint8_t)i};
 		c->d[i].q_head = c->d[i].q_tail = ZT_BID_NONE;
 	}
 	c->connect_op.kind = ZT_OP_CONNECT;
@@ -88,6 +90,7 @@ static void conn_free(struct zt_shard *s, struct zt_conn *c)
 }
 
 static void count_close(struct zt_shard *s, struct zt_conn *c);
+static void cancel_errpolls(struct zt_shard *s, struct zt_conn *c);
 
 static void copy_name(char *dst, size_t len, const char *src)
 {
@@ -209,8 +212,49 @@ static void dir_progress(struct zt_shard *s, struct zt_conn *c, int dir)
 	}
 	if (!d->eof && !d->recv_armed && !d->starved && d->q_bytes < s->rt->opts.conn_buf_cap)
 		arm_recv(s, c, dir);
-	if (c->d[0].shut && c->d[1].shut)
+	if (c->d[0].shut && c->d[1].shut) {
 		c->state = ZT_CONN_CLOSING; /* the caller's maybe_finish frees it */
+		cancel_errpolls(s, c);
+	}
+}
+
+/* Watch fd[dir] for a reset even while its reads are paused by backpressure:
+ * a poll for errors only (POLLERR and POLLHUP are always reported). */
+static void arm_errpoll(struct zt_shard *s, struct zt_conn *c, int dir)
+{
+	struct io_uring_sqe *sqe = zt_shard_sqe(s);
+	if (!sqe)
+		return; /* best effort: the relay still sees errors on its next I/O */
+	io_uring_prep_poll_add(sqe, c->fd[dir], 0);
+	io_uring_sqe_set_data(sqe, &c->d[dir].err_op);
+	c->d[dir].err_armed = true;
+	c->inflight++;
+}
+
+static void cancel_errpolls(struct zt_shard *s, struct zt_conn *c)
+{
+	for (int i = 0; i < 2; i++) {
+		if (!c->d[i].err_armed)
+			continue;
+		struct io_uring_sqe *sqe = zt_shard_sqe(s);
+		if (!sqe)
+			return;
+		io_uring_prep_poll_remove(sqe, (uint64_t)(uintptr_t)&c->d[i].err_op);
+		io_uring_sqe_set_data(sqe, NULL);
+		io_uring_sqe_set_flags(sqe, IOSQE_CQE_SKIP_SUCCESS);
+	}
+}
+
+static void on_errpoll(struct zt_shard *s, struct zt_conn *c, int dir, struct io_uring_cqe *cqe)
+{
+	c->d[dir].err_armed = false;
+	if (c->state != ZT_CONN_RELAYING || cqe->res < 0 || !(cqe->res & POLLERR))
+		return; /* cancelled, or a hang-up the relay handles as EOF */
+	int err = 0;
+	socklen_t l = sizeof(err);
+	getsockopt(c->fd[dir], SOL_SOCKET, SO_ERROR, &err, &l);
+	conn_abort(s, c, err ? -err : -ECONNRESET,
+		   dir == 0 ? "downstream reset" : "upstream reset", 1u << !dir);
 }
 
 static void start_relay(struct zt_shard *s, struct zt_conn *c)
@@ -219,6 +263,8 @@ static void start_relay(struct zt_shard *s, struct zt_conn *c)
 	zt_sock_nodelay(c->fd[0]);
 	arm_recv(s, c, 0);
 	arm_recv(s, c, 1);
+	arm_errpoll(s, c, 0);
+	arm_errpoll(s, c, 1);
 }
 
 static void on_recv(struct zt_shard *s, struct zt_conn *c, int dir, struct io_uring_cqe *cqe)
@@ -302,8 +348,17 @@ static void on_connect(struct zt_shard *s, struct zt_conn *c, struct io_uring_cq
 {
 	if (c->state != ZT_CONN_CONNECTING)
 		return;
-	if (cqe->res < 0) {
-		int e = cqe->res == -ECANCELED ? -ETIMEDOUT : cqe->res;
+	int res = cqe->res;
+	if (res == 0) {
+		/* Seen on 6.18: a connect refused by ICMP (host unreachable)
+		 * completes with 0 and leaves the error on the socket. */
+		int err = 0;
+		socklen_t l = sizeof(err);
+		if (getsockopt(c->fd[1], SOL_SOCKET, SO_ERROR, &err, &l) == 0 && err)
+			res = -err;
+	}
+	if (res < 0) {
+		int e = res == -ECANCELED ? -ETIMEDOUT : res;
 		c->response_flag = "CONNECT";
 		conn_abort(s, c, e, "upstream connect failed", 1u);
 		return;
@@ -333,6 +388,11 @@ void zt_conn_complete(struct zt_shard *s, struct zt_op *op, struct io_uring_cqe 
 		c = CONN_OF(op, d[op->dir].send_op);
 		c->inflight--;
 		on_send(s, c, op->dir, cqe);
+		break;
+	case ZT_OP_ERRPOLL:
+		c = CONN_OF(op, d[op->dir].err_op);
+		c->inflight--;
+		on_errpoll(s, c, op->dir, cqe);
 		break;
 	default:
 		return;
@@ -514,8 +574,11 @@ void zt_conn_accepted(struct zt_shard *s, struct zt_listener *l, int fd)
 		conn_abort(s, c, -ENOTCONN, "socket vanished before it was read", 1u);
 		goto out;
 	}
-	/* A connection straight to our own port (not redirected) would loop. */
-	if (!redirected || is_own_port(&rt->opts, c->orig_dst.port)) {
+	/* A connection straight to one of our ports would loop. (With TPROXY
+	 * the local address is the original destination: not redirected, and
+	 * fine.) */
+	(void)redirected;
+	if (is_own_port(&rt->opts, c->orig_dst.port)) {
 		c->dst = c->orig_dst;
 		conn_abort(s, c, -ELOOP, "refusing a call to zring's own port", 1u);
 		goto out;

@@ -82,6 +82,8 @@ static int pod_listen(struct zt_inpod *ip, struct zt_pod *p)
 		}
 		int mark = ZT_SOCKET_MARK;
 		setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark));
+		if (i == 1) /* inbound: istio-cni captures it with TPROXY */
+			zt_sock_set_transparent(fd);
 		p->lfd[i] = fd;
 	}
 	if (setns(ip->rt->host_netns_fd, CLONE_NEWNET)) {

@@ -21,6 +21,7 @@ enum zt_op_kind {
 	ZT_OP_CONNECT_TIMEOUT,
 	ZT_OP_RECV,
 	ZT_OP_SEND,
+	ZT_OP_ERRPOLL,
 };
 
 struct zt_op {
@@ -64,6 +65,8 @@ struct zt_shard_msg {
 struct zt_dir {
 	struct zt_op recv_op;
 	struct zt_op send_op;
+	struct zt_op err_op;     /* poll for errors on fd[dir], even while reads pause */
+	bool err_armed;
 	uint16_t q_head, q_tail; /* buffer ids, ZT_BID_NONE when empty */
 	uint32_t q_off;          /* bytes of the head buffer already sent */
 	uint32_t q_bytes;        /* bytes queued, not yet sent */

@@ -302,6 +302,7 @@ static int open_listeners(struct zt_shard *s)
 		enum zt_listener_kind kind;
 	} want[] = {{o->outbound_port, ZT_LISTEN_OUTBOUND}, {o->inbound_port, ZT_LISTEN_INBOUND}};
 
+	int r;
 	s->listening = true;
 	if (o->mode == ZT_MODE_SHARED)
 		return 0; /* pods bring their own listeners */
@@ -321,6 +322,9 @@ static int open_listeners(struct zt_shard *s)
 				 strerror(-fd));
 			return fd;
 		}
+		if (want[i].kind == ZT_LISTEN_INBOUND && (r = zt_sock_set_transparent(fd)) && s->id == 0)
+			ZT_WARN(TARGET, "inbound listener without IP_TRANSPARENT (%s): TPROXY capture "
+					"will not reach it", strerror(-r));
 		struct zt_listener *l = listener_new(s, fd, true, want[i].kind, NULL);
 		if (!l) {
 			close(fd);

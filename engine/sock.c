@@ -84,6 +84,19 @@ int zt_sock_upstream(int family)
 	return fd;
 }
 
+int zt_sock_set_transparent(int fd)
+{
+	int one = 1;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl))
+		return -errno;
+	int r = ss.ss_family == AF_INET6
+			? setsockopt(fd, SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof(one))
+			: setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof(one));
+	return r ? -errno : 0;
+}
+
 void zt_sock_nodelay(int fd)
 {
 	int one = 1;

@@ -20,6 +20,10 @@ int zt_sock_peer(int fd, struct zt_sockaddr *out);
 /* A TCP socket for an upstream connection, marked ZT_SOCKET_MARK. */
 int zt_sock_upstream(int family);
 void zt_sock_nodelay(int fd);
+/* IP_TRANSPARENT (IPV6_TRANSPARENT): a listener that accepts what TPROXY
+ * rules hand it (istio-cni's in-pod inbound capture). Needs CAP_NET_ADMIN.
+ * Returns 0 or -errno. */
+int zt_sock_set_transparent(int fd);
 /* Make the next close() send RST instead of FIN. */
 void zt_sock_set_rst(int fd);
 

@@ -36,7 +36,6 @@ exit. Topology.cleanup_stale() removes namespaces left by test processes that di
 
 import contextlib
 import ctypes
-import errno
 import os
 import re
 import shutil
@@ -146,14 +145,17 @@ def delete_netns(name):
     sh(["ip", "netns", "del", name], check=False)
 
 
-def _pid_alive(pid):
+def _owner_alive(pid):
+    """Is the test process that made zt-t<pid>-* still there? pids wrap around quickly
+    (pid_max is often 32768), so a live pid counts only if it is a python process."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            argv0 = f.read().split(b"\0")[0]
+    except (FileNotFoundError, ProcessLookupError):
         return False
-    except PermissionError:
+    except OSError:
         return True
-    return True
+    return b"python" in os.path.basename(argv0)
 
 
 class Proc:
@@ -275,6 +277,15 @@ class Netns:
     def __repr__(self):
         return "<%s %s %s>" % (self.kind, self.name, self.ip or "")
 
+    @property
+    def path(self):
+        """The namespace's bind mount: what istio-cni hands to the node proxy as an fd."""
+        return "/run/netns/%s" % self.name
+
+    def open_fd(self):
+        """An O_RDONLY fd of this namespace (e.g. for SCM_RIGHTS in a ZDS AddWorkload)."""
+        return os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+
     # -- commands ------------------------------------------------------------------
     def run(self, argv, check=True, timeout=60, input=None, env=None):
         e = None
@@ -308,7 +319,7 @@ class Netns:
         there stay in it. (setns affects only the calling thread.)"""
         home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         try:
-            target = os.open("/run/netns/%s" % self.name, os.O_RDONLY | os.O_CLOEXEC)
+            target = self.open_fd()
             try:
                 if _libc.setns(target, _CLONE_NEWNET) != 0:
                     e = ctypes.get_errno()
@@ -523,6 +534,8 @@ class Topology:
                 delete_netns(name)
         self.router = self._new_ns("router", "router")
         self.router.sysctl("net.ipv4.ip_forward", 1)
+        # answer every packet to an unknown address at once (no ICMP rate limit)
+        self.router.sysctl("net.ipv4.icmp_ratelimit", 0)
         # Whatever is not a known pod or node: unreachable (fast failure, no leak).
         self.router.ip_cmd("route", "add", "unreachable", POD_CIDR)
         self.router.ip_cmd("route", "add", "unreachable", VIP_CIDR)
@@ -598,6 +611,13 @@ class Topology:
             with contextlib.suppress(Exception):
                 signal.signal(s, h)
 
+    def detach(self):
+        """Leave everything running (no teardown at exit); Topology.down(testid) later."""
+        self._torn_down = True
+        for s, h in self._old_handlers.items():
+            with contextlib.suppress(Exception):
+                signal.signal(s, h)
+
     def describe(self):
         lines = []
         for ns in ([self.router] if self.router else []) + self.nodes + self.pods:
@@ -612,7 +632,7 @@ class Topology:
         removed = []
         for name in list_netns():
             m = rx.match(name)
-            if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+            if m and int(m.group(1)) != os.getpid() and not _owner_alive(int(m.group(1))):
                 delete_netns(name)
                 removed.append(name)
         if removed:

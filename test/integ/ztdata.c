@@ -22,6 +22,8 @@
  *             (SO_LINGER 0); the client expects ECONNRESET
  *   sink      server reads until EOF or error and logs which (the client-RST test:
  *             client --rst-after N sends N bytes and closes with RST)
+ *   stall     server reads nothing for <arg> ms, then reads to EOF (a slow reader:
+ *             the client's sends must back up, not pile up in a proxy)
  *   srvfirst  server sends <bytes> of stream(seed) and half-closes first, then
  *             reads <arg> bytes of stream(seed+1) up to the client's EOF and logs
  *             the result (server-first half-close)
@@ -31,7 +33,9 @@
  * The client prints one RESULT line per connection and a SUMMARY line; exit 0 iff
  * every connection ended as the op expects.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -334,10 +338,13 @@ static void *srv_thread(void *arg)
 			if (r == 0) {
 				snprintf(detail, sizeof(detail), "EOF after %" PRIu64 " of %" PRIu64, off, bytes);
 				result = "eof";
+				in = off;
 				goto done;
 			}
-			if (r < 0)
+			if (r < 0) {
+				in = off;
 				goto fail_io;
+			}
 			if ((bad = stream_check(seed, off, buf, (size_t)r, scratch)) >= 0) {
 				off += (uint64_t)bad;
 				break;
@@ -439,7 +446,13 @@ static void *srv_thread(void *arg)
 		}
 		shutdown(fd, SHUT_WR);
 		result = "ok";
-	} else if (!strcmp(op, "sink")) {
+	} else if (!strcmp(op, "sink") || !strcmp(op, "stall")) {
+		if (!strcmp(op, "stall") && xarg) {
+			uint64_t ms = xarg < (uint64_t)srv_idle_timeout * 1000 ? xarg
+									: (uint64_t)srv_idle_timeout * 1000;
+			struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+			nanosleep(&ts, NULL);
+		}
 		if (drain_to_eof(&io, buf, &in))
 			goto fail_io;
 		result = "eof";

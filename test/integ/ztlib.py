@@ -11,10 +11,8 @@ import contextlib
 import json
 import os
 import re
-import signal
 import sys
 import tempfile
-import threading
 import time
 import traceback
 
@@ -89,6 +87,9 @@ def main(name, body, tools=()):
     ap.add_argument("--logdir", default=os.environ.get("ZRING_INTEG_LOGDIR", ""))
     ap.add_argument("--keep", action="store_true", help="keep logs of passing runs too")
     args = ap.parse_args()
+    # meson passes paths relative to the build dir; processes run from elsewhere too
+    args.zring = os.path.abspath(args.zring) if args.zring else ""
+    args.ztdata = os.path.abspath(args.ztdata) if args.ztdata else ""
     if not args.zring or not os.access(args.zring, os.X_OK):
         skip("zring binary not built (%s); build it with ninja -C build" % (args.zring or
                                                                                "no path given"))
@@ -272,8 +273,10 @@ def write_atomic(path, text):
 
 # ---- zring ------------------------------------------------------------------------------
 def start_zring(ctx, ns, config, label="zring", shards=2, env=None, args=(), ready=True,
-                log_level="info", timeout=10.0):
-    argv = [ctx.zring, "--shards", str(shards), "--log-level", log_level] + list(args)
+                log_level=None, timeout=10.0):
+    argv = [ctx.zring, "--shards", str(shards)] + list(args)
+    if log_level:
+        argv += ["--log-level", log_level]
     if config:
         argv += ["--config", config]
     z = ns.spawn(label, argv, env=env)
@@ -355,7 +358,7 @@ class Mesh:
     """client (zring + capture) -> service echo (VIP 10.96.0.10:8000 -> 8080) on ep-a and
     ep-b, each running a ztdata server on 8080; ep-c is an extra pod for reload tests."""
 
-    def __init__(self, ctx, topo, shards=2, log_level="info", env=None, config_fmt="json",
+    def __init__(self, ctx, topo, shards=2, log_level=None, env=None, config_fmt="json",
                  with_c=False, zring_args=()):
         self.ctx = ctx
         self.topo = topo
