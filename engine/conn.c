@@ -585,7 +585,14 @@ void zt_conn_accepted(struct zt_shard *s, struct zt_listener *l, int fd)
 	}
 
 	const struct zt_snapshot *snap = zt_rcu_deref(&rt->snapshot);
-	const struct zt_workload *src_wl = zt_snapshot_workload_by_ip(snap, NULL, &c->src.ip);
+	/* The pod a shared-mode listener belongs to is known by name (istio-cni's
+	 * WorkloadInfo): the source of outbound, the destination of inbound
+	 * connections. Otherwise (and as a fallback) by address. */
+	const struct zt_workload *pod_wl =
+		c->spod ? zt_snapshot_workload_by_name(snap, c->spod->pod->key) : NULL;
+	const struct zt_workload *src_wl = l->kind == ZT_LISTEN_OUTBOUND && pod_wl
+						   ? pod_wl
+						   : zt_snapshot_workload_by_ip(snap, NULL, &c->src.ip);
 	struct zt_route route = {0};
 	int r;
 	if (l->kind == ZT_LISTEN_OUTBOUND) {
@@ -595,7 +602,7 @@ void zt_conn_accepted(struct zt_shard *s, struct zt_listener *l, int fd)
 		 * policies let a connection without identity in. */
 		route.kind = ZT_ROUTE_WORKLOAD;
 		route.dst = c->orig_dst;
-		route.workload = zt_snapshot_workload_by_ip(snap, NULL, &c->orig_dst.ip);
+		route.workload = pod_wl ? pod_wl : zt_snapshot_workload_by_ip(snap, NULL, &c->orig_dst.ip);
 		r = 0;
 	}
 	describe(c, src_wl, &route);
@@ -694,7 +701,9 @@ void zt_conn_recheck_policies(struct zt_shard *s, const struct zt_snapshot *snap
 			/* the workload as the new snapshot has it: its policy list
 			 * may have changed */
 			const struct zt_workload *wl =
-				zt_snapshot_workload_by_ip(snap, NULL, &c->orig_dst.ip);
+				c->spod ? zt_snapshot_workload_by_name(snap, c->spod->pod->key) : NULL;
+			if (!wl)
+				wl = zt_snapshot_workload_by_ip(snap, NULL, &c->orig_dst.ip);
 			if (!inbound_allowed(s, c, snap, wl))
 				maybe_finish(s, c);
 		}

@@ -142,6 +142,7 @@ static const char *pod_add(struct zt_inpod *ip, struct zt_zds_msg *m, char *err,
 	snprintf(p->name, sizeof(p->name), "%s", m->name);
 	snprintf(p->namespace_, sizeof(p->namespace_), "%s", m->namespace_);
 	snprintf(p->service_account, sizeof(p->service_account), "%s", m->service_account);
+	snprintf(p->key, sizeof(p->key), "%s/%s", p->namespace_, p->name);
 	p->netns_fd = m->netns_fd;
 	p->lfd[0] = p->lfd[1] = -1;
 	p->seen = true;

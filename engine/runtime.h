@@ -27,6 +27,7 @@ enum zt_proxy_mode {
  * not yet let go of it after DEL (the control thread frees it at zero). */
 struct zt_pod {
 	char uid[257], name[257], namespace_[257], service_account[257];
+	char key[516]; /* "namespace/name": the pod's workload in the snapshot */
 	int netns_fd;
 	int lfd[2]; /* outbound (15001) and inbound plaintext (15006) listeners */
 	_Atomic unsigned refs;

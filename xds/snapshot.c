@@ -34,7 +34,7 @@ struct addr_table {
 };
 
 struct zt_snapshot_index {
-	struct str_table wl_uid, svc_key, policy_key;
+	struct str_table wl_uid, wl_name, svc_key, policy_key;
 	struct addr_table wl_addr, svc_vip;
 };
 
@@ -199,6 +199,7 @@ int zt_snapshot_index_build(struct zt_snapshot *s, struct zt_index_conflict *c)
 	for (size_t i = 0; i < s->n_services; i++)
 		n_vips += s->services[i].n_vips;
 	if (str_table_init(a, &ix->wl_uid, s->n_workloads) ||
+	    str_table_init(a, &ix->wl_name, s->n_workloads) ||
 	    str_table_init(a, &ix->svc_key, s->n_services) ||
 	    str_table_init(a, &ix->policy_key, s->n_policies) ||
 	    addr_table_init(a, &ix->wl_addr, n_ips) || addr_table_init(a, &ix->svc_vip, n_vips))
@@ -212,6 +213,14 @@ int zt_snapshot_index_build(struct zt_snapshot *s, struct zt_index_conflict *c)
 				*c = (struct zt_index_conflict){ZT_DUP_UID, (size_t)(prev - s->workloads), i, 0};
 				return -EEXIST;
 			}
+		}
+		/* "namespace/name": how a pod handed over by istio-cni is found.
+		 * Several workloads may share one (other clusters): first wins. */
+		if (*w->name) {
+			char *nk = join_key(a, w->namespace_, w->name);
+			if (!nk)
+				return -ENOMEM;
+			str_insert(&ix->wl_name, nk, w);
 		}
 		if (w->network_mode == ZT_NETMODE_HOST_NETWORK)
 			continue; /* its IPs are the node's: ztunnel does not index them */
@@ -278,6 +287,16 @@ const struct zt_workload *zt_snapshot_workload_by_uid(const struct zt_snapshot *
 	if (!s || !s->_index->wl_uid.slots)
 		return NULL;
 	const struct str_slot *sl = str_find(&s->_index->wl_uid, uid, hash_str(uid));
+	return sl->key ? sl->val : NULL;
+}
+
+const struct zt_workload *zt_snapshot_workload_by_name(const struct zt_snapshot *s,
+						       const char *ns_slash_name)
+{
+	if (!s || !s->_index->wl_name.slots)
+		return NULL;
+	const struct str_slot *sl =
+		str_find(&s->_index->wl_name, ns_slash_name, hash_str(ns_slash_name));
 	return sl->key ? sl->val : NULL;
 }
 

@@ -203,6 +203,9 @@ void zt_snapshot_free(struct zt_snapshot *s);
 const struct zt_workload *zt_snapshot_workload_by_ip(const struct zt_snapshot *s,
 						     const char *network, const struct zt_ip *ip);
 const struct zt_workload *zt_snapshot_workload_by_uid(const struct zt_snapshot *s, const char *uid);
+/* "namespace/name" of a pod (istio-cni's WorkloadInfo). */
+const struct zt_workload *zt_snapshot_workload_by_name(const struct zt_snapshot *s,
+						       const char *ns_slash_name);
 const struct zt_service *zt_snapshot_service_by_vip(const struct zt_snapshot *s,
 						    const char *network, const struct zt_ip *ip);
 const struct zt_service *zt_snapshot_service_by_key(const struct zt_snapshot *s,

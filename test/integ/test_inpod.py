@@ -39,7 +39,7 @@ def ready_status(node):
 
 
 def add(cni, pod):
-    err = cni.add("uid-" + pod.short, pod.path, pod.short, "inpod", "sa-" + pod.short)
+    err = cni.add("uid-" + pod.short, pod.path, pod.short, ztlib.NS, "sa-" + pod.short)
     check(err == "", "AddWorkload %s NACKed: %s", pod.short, err)
 
 
