@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The README's main job: set up and build (scripts/setup.sh), then bring up a small
-# local mesh in network namespaces - a client pod "sleep" with zring in front of it
-# (dedicated mode, istio-cni's in-pod capture rules) and a service "httpbin"
-# (VIP 10.96.0.10:8000) with two replicas - curl the service from sleep ten times,
-# show which replica answered and zring's access log lines, then tear it all down.
-# The mesh is described by examples/demo-mesh.yaml (ztunnel's local config format).
+# The README's main job: set up and build (scripts/setup.sh), then bring up a local
+# mesh in network namespaces after the Istio guide "L4 networking and mTLS with
+# ztunnel": two nodes, each running zring in shared mode with an istio-cni stand-in
+# handing it its pods (ZDS); namespace ambient-demo with httpbin (two replicas, one
+# per node, behind VIP 10.96.0.10:8000), sleep (two replicas) and notsleep, and a
+# client outside the mesh. curl httpbin:8000 from sleep ten times, curl a replica from
+# the client, show which replica answered, each node's access log and metrics, then
+# tear it all down. The mesh is described by examples/ambient-demo.yaml.
 #
 # Usage (as root):
 #   scripts/demo.sh          run the demo, tear down at the end

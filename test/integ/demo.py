@@ -1,15 +1,24 @@
 #!/usr/bin/python3
-"""The README's main job (run by scripts/demo.sh): a small local mesh in network
-namespaces with zring in front of the client.
+"""The README's main job (run by scripts/demo.sh), after the Istio guide "L4
+networking and mTLS with ztunnel", in network namespaces instead of a kind cluster:
 
-    sleep      10.77.1.10  curl; zring (dedicated mode) + istio-cni's in-pod capture rules
-    httpbin-1  10.77.2.10  HTTP server on 8080, page names the replica
-    httpbin-2  10.77.3.10  HTTP server on 8080
+    node-1   zring (PROXY_MODE=shared) + an istio-cni stand-in handing it its pods
+      sleep-1    10.77.1.10   curl
+      notsleep   10.77.1.11   curl
+      httpbin-1  10.77.1.20   HTTP server on 8080 (page title httpbin.org)
+    node-2   zring (PROXY_MODE=shared) + an istio-cni stand-in
+      sleep-2    10.77.2.10
+      httpbin-2  10.77.2.20
+    client       10.77.9.10   outside the mesh: no capture, not handed to zring
     service httpbin.ambient-demo.svc.cluster.local  VIP 10.96.0.10:8000 -> 8080
 
-`curl http://10.96.0.10:8000/` from sleep is captured into zring, which picks a replica;
-then zring's access log lines are shown. Everything is torn down at the end unless
---keep; --down tears a kept demo down.
+Every pod of the mesh has istio-cni's in-pod rules (outbound -> 15001, inbound
+TPROXY -> 15006) and its listeners are opened by its node's zring inside the pod's
+network namespace. `curl httpbin:8000` from sleep goes through sleep's node's zring
+(load-balanced to either replica) and the replica's node's zring; the client outside
+the mesh reaches a replica through that replica's node's zring only. Each node's
+access log and metrics are shown. Everything is torn down at the end unless --keep;
+--down tears a kept demo down.
 """
 import argparse
 import collections
@@ -23,13 +32,24 @@ import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import netns  # noqa: E402
+from cni_standin import CniStandin  # noqa: E402
 from netns import Topology  # noqa: E402
 
 TESTID = "demo"
 LOGDIR = os.path.join(os.environ.get("TMPDIR", "/tmp"), "zring-demo")
-SLEEP_IP = "10.77.1.10"
-REPLICAS = [("httpbin-1", "10.77.2.10"), ("httpbin-2", "10.77.3.10")]
+NS = "ambient-demo"
+# pod: (ip, node)
+PODS = {
+    "sleep-1": ("10.77.1.10", "node-1"),
+    "notsleep": ("10.77.1.11", "node-1"),
+    "httpbin-1": ("10.77.1.20", "node-1"),
+    "sleep-2": ("10.77.2.10", "node-2"),
+    "httpbin-2": ("10.77.2.20", "node-2"),
+}
+CLIENT_IP = "10.77.9.10"
+REPLICAS = ["httpbin-1", "httpbin-2"]
 VIP, PORT, TARGET = "10.96.0.10", 8000, 8080
+HOST = "httpbin"
 CURLS = 10
 
 
@@ -76,10 +96,23 @@ def write_page(dirname, name, ip):
                     html.escape(name), html.escape(name), ip, TARGET))
 
 
+def curl(pod, url, resolve=None):
+    """(ok, replica or error text) of one curl from pod."""
+    argv = ["curl", "-sS", "-m", "5", "-w", "\n%{http_code}"]
+    if resolve:
+        argv += ["--resolve", resolve]
+    r = pod.run(argv + [url], check=False, timeout=15)
+    body, _, code = r.stdout.rpartition("\n")
+    m = re.search(r"<h1>(httpbin-\d)</h1>", body)
+    if r.returncode == 0 and code == "200" and m and "<title>httpbin.org</title>" in body:
+        return True, m.group(1)
+    return False, "curl exit %d, HTTP %s %s" % (r.returncode, code or "-", r.stderr.strip())
+
+
 def main():
     ap = argparse.ArgumentParser(description="zring's local mesh demo")
     ap.add_argument("--zring", default="build/engine/zring")
-    ap.add_argument("--config", default="examples/demo-mesh.yaml")
+    ap.add_argument("--config", default="examples/ambient-demo.yaml")
     ap.add_argument("--keep", action="store_true", help="leave the mesh running")
     ap.add_argument("--down", action="store_true", help="tear down a kept demo")
     a = ap.parse_args()
@@ -95,6 +128,7 @@ def main():
     config = os.path.abspath(a.config)
     steps = Steps()
     topo = None
+    cnis = {}
     ok = False
     try:
         with steps("checking the binary, the config and the tools"):
@@ -103,80 +137,115 @@ def main():
             if not os.path.isfile(config):
                 raise Exception("no config file at %s" % config)
             text = open(config).read()
-            for name, ip in [("sleep", SLEEP_IP)] + REPLICAS:
+            for name, (ip, _) in PODS.items():
                 if ip not in text:
                     raise Exception("%s does not mention %s's address %s" % (config, name, ip))
             why = netns.preflight(("curl",))
             if why:
                 raise Exception(why)
 
-        with steps("building the mesh in network namespaces (zt-%s-*)" % TESTID):
+        with steps("building two nodes and their pods in network namespaces (zt-%s-*)" % TESTID):
             if any(n.startswith("%s-%s-" % (netns.PREFIX, TESTID)) for n in netns.list_netns()):
                 out("demo:     removing the mesh of a previous run")
                 Topology.down(TESTID)
             os.makedirs(LOGDIR, exist_ok=True)
             for f in os.listdir(LOGDIR):
-                if f.endswith(".log") and f != "setup.log":
+                if f.endswith(".log") and f != "setup.log" or f.endswith(".sock"):
                     os.unlink(os.path.join(LOGDIR, f))
             topo = Topology(testid=TESTID, log_dir=LOGDIR)
             topo.__enter__()
-            sleep = topo.add_pod("sleep", SLEEP_IP)
-            pods = [(name, ip, topo.add_pod(name, ip)) for name, ip in REPLICAS]
+            nodes = {"node-1": topo.add_node("node-1"), "node-2": topo.add_node("node-2")}
+            pods = {name: topo.add_pod(name, ip, node=nodes[node])
+                    for name, (ip, node) in PODS.items()}
+            client = topo.add_pod("client", CLIENT_IP)
             for line in topo.describe().splitlines():
                 out("demo:     " + line)
 
         with steps("starting httpbin-1 and httpbin-2 (python3 http.server on :%d)" % TARGET):
             servers = []
-            for name, ip, pod in pods:
+            for name in REPLICAS:
                 d = os.path.join(LOGDIR, "www-" + name)
-                write_page(d, name, ip)
+                write_page(d, name, PODS[name][0])
+                pod = pods[name]
                 servers.append((pod, pod.spawn("http", ["/usr/bin/python3", "-m", "http.server",
                                                         str(TARGET), "--bind", "0.0.0.0",
                                                         "--directory", d])))
             for pod, p in servers:
                 pod.wait_listen(TARGET, timeout=10, proc=p)
 
-        with steps("starting zring in sleep (dedicated mode) with %s" % os.path.relpath(config)):
-            sleep.install_capture()
-            z = sleep.spawn("zring", [zring, "--config", config],
-                            env={"PROXY_MODE": "dedicated"})
-            sleep.wait_http_ready(timeout=15, proc=z)
-            out("demo:     zring is ready (GET :15021/healthz/ready -> 200); capture rules:")
-            for line in sleep.iptables_save().splitlines():
-                if line.startswith("-A ZT_") and ("REDIRECT" in line or "CONNMARK" in line):
-                    out("demo:       " + line)
+        with steps("starting zring on each node (PROXY_MODE=shared) with %s" % os.path.relpath(config)):
+            zr = {}
+            for nname, node in nodes.items():
+                sock = os.path.join(LOGDIR, "%s-ztunnel.sock" % nname)
+                cnis[nname] = CniStandin(sock)
+                zr[nname] = node.spawn("zring", [zring, "--config", config],
+                                       env={"PROXY_MODE": "shared", "INPOD_UDS": sock})
+            for nname in nodes:
+                cnis[nname].accept(timeout=10)
+                st, body = nodes[nname].http_get("127.0.0.1", 15021, "/healthz/ready")
+                out("demo:     %s: zring connected to istio-cni; readiness %d %s" % (
+                    nname, st, body.strip()))
 
-        with steps("curl http://%s:%d/ from sleep, %d times" % (VIP, PORT, CURLS)):
+        with steps("istio-cni adds the pods to the mesh: in-pod rules, then their netns to zring"):
+            for name, pod in pods.items():
+                pod.install_capture(inbound_mode="tproxy")
+                node = PODS[name][1]
+                err = cnis[node].add("Kubernetes//Pod/%s/%s" % (NS, name), pod.path, name, NS,
+                                     name.rsplit("-", 1)[0] if name[-1].isdigit() else name)
+                if err:
+                    raise Exception("%s: AddWorkload NACKed: %s" % (name, err))
+                out("demo:     %-9s -> %s's zring: ACK" % (name, node))
+            for nname, node in nodes.items():
+                if cnis[nname].snapshot_sent():
+                    raise Exception("SnapshotSent NACKed by %s" % nname)
+                node.wait_http_ready(timeout=15, proc=zr[nname])
+            out("demo:     both nodes ready (GET :15021/healthz/ready -> 200)")
+
+        marks = {n: len(z.lines()) for n, z in zr.items()}
+        with steps("curl http://%s:%d/ from sleep-1 (node-1), %d times" % (HOST, PORT, CURLS)):
             seen = collections.Counter()
-            failures = []
+            failures = 0
             for i in range(CURLS):
-                r = sleep.run(["curl", "-sS", "-m", "5", "-w", "\n%{http_code}",
-                               "http://%s:%d/" % (VIP, PORT)], check=False, timeout=15)
-                body, _, code = r.stdout.rpartition("\n")
-                m = re.search(r"<h1>(httpbin-\d)</h1>", body)
-                if r.returncode == 0 and code == "200" and m:
-                    seen[m.group(1)] += 1
-                    out("demo:     %2d  HTTP %s  answered by %s" % (i + 1, code, m.group(1)))
+                good, what = curl(pods["sleep-1"], "http://%s:%d/" % (HOST, PORT),
+                                  resolve="%s:%d:%s" % (HOST, PORT, VIP))
+                if good:
+                    seen[what] += 1
+                    out("demo:     %2d  HTTP 200 <title>httpbin.org</title>  answered by %s" % (
+                        i + 1, what))
                 else:
-                    failures.append(i + 1)
-                    out("demo:     %2d  FAILED: curl exit %d, HTTP %s %s" % (
-                        i + 1, r.returncode, code or "-", r.stderr.strip()))
+                    failures += 1
+                    out("demo:     %2d  FAILED: %s" % (i + 1, what))
             out("demo:     replicas: %s" % ", ".join("%s x%d" % kv for kv in sorted(seen.items())))
             if failures:
-                raise Exception("%d of %d requests failed (zring log: %s)" % (
-                    len(failures), CURLS, z.log_path))
+                raise Exception("%d of %d requests failed" % (failures, CURLS))
 
-        with steps("zring's access log (%s)" % z.log_path):
-            deadline = time.monotonic() + 5
-            while True:
-                lines = [l for l in z.lines() if "\taccess\t" in l]
-                if len(lines) >= CURLS or time.monotonic() > deadline:
-                    break
-                time.sleep(0.05)
-            for l in lines:
-                out(l)
-            if len(lines) < CURLS:
-                raise Exception("%d access lines for %d requests" % (len(lines), CURLS))
+        with steps("curl httpbin-1 directly from the client outside the mesh"):
+            good, what = curl(client, "http://%s:%d/" % (PODS["httpbin-1"][0], TARGET))
+            if not good:
+                raise Exception(what)
+            out("demo:     HTTP 200 from %s (captured on arrival by node-1's zring)" % what)
+
+        with steps("each node's access log"):
+            time.sleep(0.3)
+            total = 0
+            for nname, z in zr.items():
+                lines = [l for l in z.lines()[marks[nname]:] if "\taccess\t" in l]
+                total += len(lines)
+                out("demo:   --- %s (%s)" % (nname, z.log_path))
+                for l in lines:
+                    out(l)
+            if total < CURLS * 2 + 1:
+                raise Exception("%d access lines, expected at least %d" % (total, CURLS * 2 + 1))
+
+        with steps("node-1's metrics (GET :15020/metrics), opened connections"):
+            st, body = nodes["node-1"].http_get("127.0.0.1", 15020, "/metrics")
+            for l in body.splitlines():
+                if l.startswith("istio_tcp_connections_opened_total"):
+                    lab = dict(re.findall(r'(\w+)="([^"]*)"', l))
+                    out("demo:     %s  reporter=%s %s -> %s/%s  %s" % (
+                        l.rsplit(" ", 1)[1], lab.get("reporter"),
+                        lab.get("source_workload"), lab.get("destination_service"),
+                        lab.get("destination_workload"), lab.get("response_flags")))
         ok = True
     except StepFailed as e:
         out("")
@@ -190,6 +259,9 @@ def main():
     except KeyboardInterrupt:
         out("demo: interrupted")
     finally:
+        for c in cnis.values():
+            with contextlib.suppress(Exception):
+                c.close()
         if topo is not None:
             if ok and a.keep:
                 topo.detach()
@@ -200,11 +272,13 @@ def main():
         return 1
     out("")
     if a.keep:
-        out("demo: the mesh is still running. To look at it:")
-        out("  ip netns exec zt-demo-sleep curl http://%s:%d/" % (VIP, PORT))
-        out("  tail -f %s/sleep-zring.log            # zring's log (access lines)" % LOGDIR)
-        out("  ip netns exec zt-demo-sleep curl -s http://127.0.0.1:15021/healthz/ready")
-        out("  ip netns exec zt-demo-sleep iptables-save   # the capture rules")
+        out("demo: the mesh is still running (zring keeps serving its pods without istio-cni).")
+        out("To look at it:")
+        out("  ip netns exec zt-demo-sleep-1 curl --resolve %s:%d:%s http://%s:%d/" % (
+            HOST, PORT, VIP, HOST, PORT))
+        out("  tail -f %s/node-1-zring.log %s/node-2-zring.log" % (LOGDIR, LOGDIR))
+        out("  ip netns exec zt-demo-node-1 curl -s http://127.0.0.1:15020/metrics")
+        out("  ip netns exec zt-demo-sleep-1 iptables-save   # istio-cni's in-pod rules")
         out("  ip netns list | grep zt-demo")
         out("Tear it down with:  scripts/demo.sh --down")
     else:
