@@ -32,6 +32,7 @@
 #include "engine/accesslog.h"
 #include "engine/shard-t.h"
 #include "engine/sock.h"
+#include "engine/tunnel.h"
 #include "xds/snapshot.h"
 
 
@@ -117,8 +118,10 @@ static void finish(struct zt_shard *s, struct zt_conn *c)
 			close(c->fd[i]);
 			c->fd[i] = -1;
 		}
-	zt_access_log(c);
-	count_close(s, c);
+	if (!c->handed_off) {
+		zt_access_log(c);
+		count_close(s, c);
+	}
 	if (c->spod) {
 		c->spod->conns--;
 		zt_shard_pod_maybe_release(s, c->spod);
@@ -604,6 +607,17 @@ void zt_conn_accepted(struct zt_shard *s, struct zt_listener *l, int fd)
 		route.dst = c->orig_dst;
 		route.workload = pod_wl ? pod_wl : zt_snapshot_workload_by_ip(snap, NULL, &c->orig_dst.ip);
 		r = 0;
+	}
+	if (r == 0 && l->kind == ZT_LISTEN_OUTBOUND && route.workload &&
+	    route.workload->protocol == ZT_PROTO_HBONE) {
+		/* An HBONE destination: the socket goes into a tunnel. */
+		int dfd = c->fd[0];
+		c->fd[0] = -1;
+		c->handed_off = true;
+		c->state = ZT_CONN_CLOSING;
+		zt_tun_outbound(s, c->spod, dfd, &c->src, &route.dst, src_wl, route.workload,
+				route.service);
+		goto out;
 	}
 	describe(c, src_wl, &route);
 	count_open(s, c, src_wl, &route, l->kind == ZT_LISTEN_INBOUND);

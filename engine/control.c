@@ -14,6 +14,9 @@
 
 #include "common/clock.h"
 #include "authz/authz.h"
+#include "hbone/ca.h"
+#include "hbone/certstore.h"
+#include "hbone/identity.h"
 #include "common/log.h"
 #include "engine/inpod.h"
 #include "engine/metrics.h"
@@ -33,7 +36,114 @@ struct zt_control {
 	char base[256];
 	uint64_t generation;
 	struct zt_inpod *inpod; /* shared mode */
+	struct zt_ca *ca;       /* the embedded CA (no CA_ADDRESS) */
+	uint64_t next_cert_check_ms;
 };
+
+/* Certificates for every identity of the snapshot's workloads, from the
+ * embedded CA: issued when new or past half-life, dropped when no workload
+ * has the identity any more. Publishes a new store only when something
+ * changed. */
+static void refresh_certs(struct zt_control *c)
+{
+	if (!c->ca)
+		return;
+	const struct zt_snapshot *snap = zt_rcu_deref(&c->rt->snapshot);
+	struct zt_certstore *old = zt_rcu_deref(&c->rt->certs);
+	size_t n = snap ? snap->n_workloads : 0;
+	struct zt_identity *want = calloc(n ? n : 1, sizeof(*want));
+	struct zt_cert_input *in = calloc(n ? n : 1, sizeof(*in));
+	struct zt_issued *iss = calloc(n ? n : 1, sizeof(*iss));
+	const struct zt_identity **rm = calloc(old && old->n ? old->n : 1, sizeof(*rm));
+	size_t nw = 0, nin = 0, nrm = 0;
+	time_t now = time(NULL);
+	if (!want || !in || !iss || !rm)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		const struct zt_workload *w = &snap->workloads[i];
+		struct zt_identity id;
+		if (zt_identity_set(&id, w->trust_domain, w->namespace_, w->service_account))
+			continue; /* not a valid SPIFFE identity: no certificate */
+		bool dup = false;
+		for (size_t k = 0; k < nw && !dup; k++)
+			dup = zt_identity_eq(&want[k], &id);
+		if (dup)
+			continue;
+		want[nw++] = id;
+		const struct zt_cert_entry *e = old ? zt_certstore_find(old, &id) : NULL;
+		if (e && !zt_cert_entry_due(e, now))
+			continue;
+		if (zt_ca_issue(c->ca, &want[nw - 1], now, ZT_CA_WORKLOAD_TTL, &iss[nin])) {
+			ZT_WARN("ca", "cannot issue a certificate for %s", zt_identity_str(&id));
+			continue;
+		}
+		in[nin] = (struct zt_cert_input){&want[nw - 1], iss[nin].chain_pem,
+						 strlen(iss[nin].chain_pem), iss[nin].key_pem,
+						 strlen(iss[nin].key_pem)};
+		nin++;
+	}
+	for (size_t i = 0; old && i < old->n; i++) {
+		bool keep = false;
+		for (size_t k = 0; k < nw && !keep; k++)
+			keep = zt_identity_eq(&want[k], &old->entries[i].id);
+		if (!keep)
+			rm[nrm++] = &old->entries[i].id;
+	}
+	if (old && !nin && !nrm)
+		goto out;
+	struct zt_certstore *store = NULL;
+	char err[256];
+	const char *root = zt_ca_root_pem(c->ca);
+	int r = old ? zt_certstore_update(old, in, nin, rm, nrm, &store, err, sizeof(err))
+		    : zt_certstore_build(in, nin, root, strlen(root), &store, err, sizeof(err));
+	if (r) {
+		ZT_ERROR("ca", "certificate store: %s", err);
+		goto out;
+	}
+	struct zt_certstore *prev = zt_rcu_publish(&c->rt->certs, store);
+	if (prev)
+		zt_qsbr_retire(&c->rt->qsbr, prev, zt_certstore_free_cb);
+	ZT_INFO("ca", "certificates: %zu identities (%zu issued, %zu removed)", store->n, nin, nrm);
+out:
+	for (size_t i = 0; i < nin; i++)
+		zt_issued_free(&iss[i]);
+	free(want);
+	free(in);
+	free(iss);
+	free(rm);
+}
+
+static int ca_init(struct zt_control *c)
+{
+	const struct zt_engine_opts *o = &c->rt->opts;
+	char err[256];
+	int r;
+	if (o->ca_cert_path && o->ca_key_path && access(o->ca_cert_path, R_OK) == 0) {
+		r = zt_ca_load_files(&c->ca, o->ca_cert_path, o->ca_key_path, err, sizeof(err));
+		if (r) {
+			ZT_ERROR("ca", "embedded CA: %s", err);
+			return r;
+		}
+		ZT_INFO("ca", "embedded CA root loaded from %s", o->ca_cert_path);
+		return 0;
+	}
+	r = zt_ca_generate(&c->ca, NULL, time(NULL), ZT_CA_ROOT_TTL);
+	if (r) {
+		ZT_ERROR("ca", "embedded CA: cannot generate a root: %s", strerror(-r));
+		return r;
+	}
+	if (o->ca_cert_path && o->ca_key_path) {
+		if ((r = zt_ca_save_files(c->ca, o->ca_cert_path, o->ca_key_path, err, sizeof(err)))) {
+			ZT_ERROR("ca", "embedded CA: %s", err);
+			return r;
+		}
+		ZT_INFO("ca", "embedded CA root generated and saved to %s", o->ca_cert_path);
+	} else {
+		ZT_INFO("ca", "embedded CA root generated (in memory only: other zrings will not "
+			      "trust it; share one with --ca-cert/--ca-key)");
+	}
+	return 0;
+}
 
 static void snapshot_free_cb(void *p)
 {
@@ -90,6 +200,7 @@ static int load(struct zt_control *c, bool initial)
 		initial ? "loaded" : "reloaded", snap->n_workloads, snap->n_services,
 		snap->n_policies);
 	publish(c, snap);
+	refresh_certs(c);
 	return 0;
 }
 
@@ -266,6 +377,10 @@ static void *control_main(void *arg)
 			reload_at = 0;
 			load(c, false);
 		}
+		if (zt_now_ms() >= c->next_cert_check_ms) { /* renewals at half-life */
+			c->next_cert_check_ms = zt_now_ms() + 1000;
+			refresh_certs(c);
+		}
 		zt_qsbr_poll(&c->rt->qsbr);
 	}
 	return NULL;
@@ -280,6 +395,8 @@ int zt_control_start(struct zt_runtime *rt, struct zt_control **out)
 	c->stop_fd = c->inotify_fd = c->ready_fd = c->metrics_fd = -1;
 	int r;
 
+	if ((r = ca_init(c)))
+		goto fail;
 	if (rt->opts.config_path) {
 		char tmp[4096];
 		snprintf(tmp, sizeof(tmp), "%s", rt->opts.config_path);
@@ -349,6 +466,7 @@ fail:
 		close(c->ready_fd);
 	if (c->metrics_fd >= 0)
 		close(c->metrics_fd);
+	zt_ca_free(c->ca);
 	free(c);
 	return r;
 }
@@ -370,5 +488,6 @@ void zt_control_stop(struct zt_control *c)
 		close(c->inotify_fd);
 	close(c->ready_fd);
 	close(c->metrics_fd);
+	zt_ca_free(c->ca);
 	free(c);
 }

@@ -51,7 +51,7 @@ unsigned zt_inpod_count(const struct zt_inpod *ip)
 
 static void pod_close(struct zt_pod *p)
 {
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < 3; i++)
 		if (p->lfd[i] >= 0)
 			close(p->lfd[i]);
 	if (p->netns_fd >= 0)
@@ -63,12 +63,12 @@ static void pod_close(struct zt_pod *p)
 static int pod_listen(struct zt_inpod *ip, struct zt_pod *p)
 {
 	const struct zt_engine_opts *o = &ip->rt->opts;
-	uint16_t ports[2] = {o->outbound_port, o->inbound_port};
+	uint16_t ports[3] = {o->outbound_port, o->inbound_port, 15008};
 	int r = 0;
 
 	if (setns(p->netns_fd, CLONE_NEWNET))
 		return -errno;
-	for (int i = 0; i < 2 && r == 0; i++) {
+	for (int i = 0; i < 3 && r == 0; i++) {
 		struct zt_sockaddr a = {.port = ports[i]};
 		zt_ip_parse("::", &a.ip);
 		int fd = zt_sock_listen(&a, 4096, true);
@@ -82,7 +82,7 @@ static int pod_listen(struct zt_inpod *ip, struct zt_pod *p)
 		}
 		int mark = ZT_SOCKET_MARK;
 		setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark));
-		if (i == 1) /* inbound: istio-cni captures it with TPROXY */
+		if (i >= 1) /* inbound: istio-cni captures it with TPROXY */
 			zt_sock_set_transparent(fd);
 		p->lfd[i] = fd;
 	}
@@ -144,7 +144,7 @@ static const char *pod_add(struct zt_inpod *ip, struct zt_zds_msg *m, char *err,
 	snprintf(p->service_account, sizeof(p->service_account), "%s", m->service_account);
 	snprintf(p->key, sizeof(p->key), "%s/%s", p->namespace_, p->name);
 	p->netns_fd = m->netns_fd;
-	p->lfd[0] = p->lfd[1] = -1;
+	p->lfd[0] = p->lfd[1] = p->lfd[2] = -1;
 	p->seen = true;
 	int r = pod_listen(ip, p);
 	if (r) {

@@ -17,6 +17,7 @@
 #include "engine/runtime.h"
 #include "engine/shard.h"
 #include "engine/zds.h"
+#include "hbone/certstore.h"
 #include "hbone/crypto.h"
 
 #define TARGET "zring"
@@ -35,6 +36,8 @@ static void usage(FILE *f)
 		"  --conn-buf BYTES     unsent bytes per direction before reads pause (default 262144)\n"
 		"  --connect-timeout MS upstream connect timeout (default 10000)\n"
 		"  --drain-seconds S    drain deadline on SIGTERM   [TERMINATION_GRACE_PERIOD_SECONDS rule]\n"
+		"  --ca-cert F --ca-key F  embedded CA root: loaded if F exists, else generated and\n"
+		"                       saved there (zrings sharing one root trust each other)\n"
 		"  --outbound-port P / --inbound-port P / --readiness-port P / --metrics-port P\n"
 		"                       (15001 / 15006 / 15021 / 15020)\n"
 		"Environment: PROXY_MODE=dedicated|shared (shared: pods from istio-cni over INPOD_UDS,\n"
@@ -123,7 +126,7 @@ int main(int argc, char **argv)
 		o->inpod_uds = ZT_ZDS_DEFAULT_PATH;
 
 	enum { O_SHARDS = 256, O_NOPIN, O_LOG, O_JSON, O_BUFSZ, O_BUFN, O_CONNBUF, O_CTO, O_DRAIN,
-	       O_OUT, O_IN, O_READY, O_METRICS };
+	       O_OUT, O_IN, O_READY, O_METRICS, O_CACERT, O_CAKEY };
 	static const struct option lo[] = {
 		{"config", required_argument, NULL, 'c'},
 		{"shards", required_argument, NULL, O_SHARDS},
@@ -139,6 +142,8 @@ int main(int argc, char **argv)
 		{"inbound-port", required_argument, NULL, O_IN},
 		{"readiness-port", required_argument, NULL, O_READY},
 		{"metrics-port", required_argument, NULL, O_METRICS},
+		{"ca-cert", required_argument, NULL, O_CACERT},
+		{"ca-key", required_argument, NULL, O_CAKEY},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -160,6 +165,8 @@ int main(int argc, char **argv)
 		case O_IN: r = parse_u32("--inbound-port", optarg, 1, 65535, &v); o->inbound_port = (uint16_t)v; break;
 		case O_READY: r = parse_u32("--readiness-port", optarg, 1, 65535, &v); o->readiness_port = (uint16_t)v; break;
 		case O_METRICS: r = parse_u32("--metrics-port", optarg, 1, 65535, &v); o->metrics_port = (uint16_t)v; break;
+		case O_CACERT: o->ca_cert_path = optarg; break;
+		case O_CAKEY: o->ca_key_path = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -254,8 +261,10 @@ int main(int argc, char **argv)
 	zt_control_stop(ctl);
 
 	struct zt_snapshot *last = zt_rcu_publish(&rt.snapshot, NULL);
+	struct zt_certstore *certs = zt_rcu_publish(&rt.certs, NULL);
 	zt_qsbr_destroy(&rt.qsbr);
 	zt_snapshot_free(last);
+	zt_certstore_free(certs);
 	free(rt.shards);
 	zt_crypto_cleanup();
 	ZT_INFO(TARGET, "zring stopped");

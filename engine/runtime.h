@@ -15,6 +15,7 @@
 #include "xds/snapshot.h"
 
 struct zt_shard;
+struct zt_certstore;
 
 enum zt_proxy_mode {
 	ZT_MODE_DEDICATED = 0, /* serve the netns zring runs in (PROXY_MODE=dedicated) */
@@ -29,7 +30,7 @@ struct zt_pod {
 	char uid[257], name[257], namespace_[257], service_account[257];
 	char key[516]; /* "namespace/name": the pod's workload in the snapshot */
 	int netns_fd;
-	int lfd[2]; /* outbound (15001) and inbound plaintext (15006) listeners */
+	int lfd[3]; /* outbound (15001), inbound plaintext (15006), HBONE (15008) */
 	_Atomic unsigned refs;
 	bool seen;  /* control thread: announced since the last (re)connect */
 	bool deleting;
@@ -51,6 +52,8 @@ struct zt_engine_opts {
 	const char *config_path;    /* LOCAL_XDS_PATH */
 	enum zt_proxy_mode mode;    /* PROXY_MODE */
 	const char *inpod_uds;      /* INPOD_UDS */
+	const char *ca_cert_path;   /* embedded CA root: load, or generate and save */
+	const char *ca_key_path;
 };
 
 /* io_uring features, probed once at start by main (zt_uring_probe). */
@@ -66,6 +69,9 @@ struct zt_runtime {
 	/* Current snapshot. Written by the control thread (zt_rcu_publish),
 	 * read by shards (zt_rcu_deref) between qsbr online and quiescent. */
 	ZT_RCU(struct zt_snapshot *) snapshot;
+	/* Certificates of the identities this node serves (HBONE), published
+	 * like the snapshot by the control thread. */
+	ZT_RCU(struct zt_certstore *) certs;
 	struct zt_qsbr qsbr; /* reader i = shard i */
 	/* Set once by main on SIGTERM; shards poll it after a wake-up. */
 	_Atomic bool draining;

@@ -22,6 +22,15 @@ enum zt_op_kind {
 	ZT_OP_RECV,
 	ZT_OP_SEND,
 	ZT_OP_ERRPOLL,
+	/* HBONE (tunnel.c) */
+	ZT_OP_HC_CONNECT,
+	ZT_OP_HC_TIMEOUT,
+	ZT_OP_HC_RECV,
+	ZT_OP_HC_SEND,
+	ZT_OP_TUN_RECV,
+	ZT_OP_TUN_SEND,
+	ZT_OP_TUN_CONNECT,
+	ZT_OP_TUN_TIMEOUT,
 };
 
 struct zt_op {
@@ -29,7 +38,7 @@ struct zt_op {
 	uint8_t dir; /* relay direction for RECV/SEND */
 };
 
-enum zt_listener_kind { ZT_LISTEN_OUTBOUND = 0, ZT_LISTEN_INBOUND };
+enum zt_listener_kind { ZT_LISTEN_OUTBOUND = 0, ZT_LISTEN_INBOUND, ZT_LISTEN_HBONE };
 
 /* A pod as one shard sees it. Shard thread only. */
 struct zt_shard_pod {
@@ -94,6 +103,7 @@ struct zt_conn {
 	struct zt_shard_pod *spod;   /* shared mode: the pod it was accepted for */
 	struct zt_metric_series *series; /* istio_tcp_* counters for its labels */
 	const char *response_flag;   /* "-" unless DENY / CONNECT */
+	bool handed_off;             /* fd[0] went to an HBONE tunnel: no log here */
 	uint16_t inflight;           /* ops whose user_data points into this conn */
 	int error;                   /* first error, negative errno, 0 = none */
 	const char *error_what;      /* static text for the access log */
@@ -143,6 +153,7 @@ struct zt_shard {
 
 	struct zt_shard_stats stats;
 	struct zt_metrics_shard *metrics;
+	struct zt_tun_shard *tun; /* HBONE state (tunnel.c), created on first use */
 };
 
 #define ZT_BUF_GROUP 0

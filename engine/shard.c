@@ -16,6 +16,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "engine/sock.h"
+#include "engine/tunnel.h"
 
 #define TARGET "shard"
 
@@ -300,13 +301,15 @@ static int open_listeners(struct zt_shard *s)
 	struct {
 		uint16_t port;
 		enum zt_listener_kind kind;
-	} want[] = {{o->outbound_port, ZT_LISTEN_OUTBOUND}, {o->inbound_port, ZT_LISTEN_INBOUND}};
+	} want[] = {{o->outbound_port, ZT_LISTEN_OUTBOUND},
+		    {o->inbound_port, ZT_LISTEN_INBOUND},
+		    {15008, ZT_LISTEN_HBONE}};
 
 	int r;
 	s->listening = true;
 	if (o->mode == ZT_MODE_SHARED)
 		return 0; /* pods bring their own listeners */
-	for (size_t i = 0; i < 2; i++) {
+	for (size_t i = 0; i < 3; i++) {
 		struct zt_sockaddr a = {0};
 		/* Dual-stack [::] first; a namespace without IPv6 gets 0.0.0.0. */
 		zt_ip_parse("::", &a.ip);
@@ -322,7 +325,7 @@ static int open_listeners(struct zt_shard *s)
 				 strerror(-fd));
 			return fd;
 		}
-		if (want[i].kind == ZT_LISTEN_INBOUND && (r = zt_sock_set_transparent(fd)) && s->id == 0)
+		if (want[i].kind != ZT_LISTEN_OUTBOUND && (r = zt_sock_set_transparent(fd)) && s->id == 0)
 			ZT_WARN(TARGET, "inbound listener without IP_TRANSPARENT (%s): TPROXY capture "
 					"will not reach it", strerror(-r));
 		struct zt_listener *l = listener_new(s, fd, true, want[i].kind, NULL);
@@ -334,7 +337,8 @@ static int open_listeners(struct zt_shard *s)
 		if (s->id == 0)
 			ZT_INFO("proxy", "listener established address=%s component=\"%s\" shards=%u",
 				zt_sockaddr_str(&a, as, sizeof(as)),
-				l->kind == ZT_LISTEN_OUTBOUND ? "outbound" : "inbound plaintext",
+				l->kind == ZT_LISTEN_OUTBOUND ? "outbound"
+				: l->kind == ZT_LISTEN_INBOUND ? "inbound plaintext" : "inbound HBONE",
 				s->rt->n_shards);
 	}
 	return 0;
@@ -395,8 +399,9 @@ static void pod_add(struct zt_shard *s, struct zt_pod *pod)
 	sp->pod = pod;
 	sp->next = s->pods;
 	s->pods = sp;
-	static const enum zt_listener_kind kinds[2] = {ZT_LISTEN_OUTBOUND, ZT_LISTEN_INBOUND};
-	for (int i = 0; i < 2; i++)
+	static const enum zt_listener_kind kinds[3] = {ZT_LISTEN_OUTBOUND, ZT_LISTEN_INBOUND,
+						       ZT_LISTEN_HBONE};
+	for (int i = 0; i < 3; i++)
 		if (pod->lfd[i] >= 0 && listener_new(s, pod->lfd[i], false, kinds[i], sp))
 			sp->listeners++;
 }
@@ -460,6 +465,8 @@ static void handle_accept(struct zt_shard *s, struct zt_listener *l, struct io_u
 		if (l->fd < 0) { /* closing: refuse */
 			zt_sock_set_rst(cqe->res);
 			close(cqe->res);
+		} else if (l->kind == ZT_LISTEN_HBONE) {
+			zt_tun_accept_hbone(s, l, cqe->res);
 		} else {
 			zt_conn_accepted(s, l, cqe->res);
 		}
@@ -488,7 +495,10 @@ static void dispatch(struct zt_shard *s, struct io_uring_cqe *cqe)
 		arm_wake(s);
 		break;
 	default:
-		zt_conn_complete(s, op, cqe);
+		if (op->kind >= ZT_OP_HC_CONNECT)
+			zt_tun_complete(s, op, cqe);
+		else
+			zt_conn_complete(s, op, cqe);
 		break;
 	}
 }
@@ -542,15 +552,18 @@ static void *shard_main(void *arg)
 		/* relaxed: a wake-up follows the store, and the flag is re-read
 		 * every loop anyway */
 		if (atomic_load_explicit(&rt->draining, memory_order_relaxed)) {
-			if (s->listening)
+			if (s->listening) {
 				close_listeners(s);
-			if (s->n_conns == 0)
+				zt_tun_drain(s, false); /* GOAWAY */
+			}
+			if (s->n_conns == 0 && zt_tun_count(s) == 0)
 				break;
 			uint64_t dl = atomic_load_explicit(&rt->drain_deadline_ms, memory_order_relaxed);
 			if (!aborted && zt_now_ms() >= dl) {
 				ZT_WARN(TARGET, "shard %u: drain deadline passed, closing %u connections",
 					s->id, s->n_conns);
 				zt_conn_abort_all(s);
+				zt_tun_drain(s, true);
 				aborted = true;
 			}
 		}
@@ -574,6 +587,7 @@ static void *shard_main(void *arg)
 			zt_conn_rearm_starved(s);
 		if (s->pods_deleting)
 			expire_pods(s);
+		zt_tun_tick(s);
 		const struct zt_snapshot *snap = zt_rcu_deref(&rt->snapshot);
 		if (snap && snap->generation != s->snap_gen) {
 			/* The first look just records the generation. */
@@ -612,6 +626,7 @@ void zt_shard_join(struct zt_shard *s)
 		atomic_fetch_sub_explicit(&sp->pod->refs, 1, memory_order_release);
 		free(sp);
 	}
+	zt_tun_shard_free(s);
 	free(s->mb);
 	pthread_mutex_destroy(&s->mb_lock);
 	zt_metrics_shard_free(s->metrics);
