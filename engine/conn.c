@@ -403,88 +403,17 @@ void zt_conn_complete(struct zt_shard *s, struct zt_op *op, struct io_uring_cqe 
 	maybe_finish(s, c);
 }
 
-/* The istio_tcp_* label set of a connection, ztunnel's way (src/proxy/
- * metrics.rs CommonTrafficLabels): source from the source workload (its
- * principal only from an mTLS identity: plaintext has none), destination
- * from the destination workload and service. Shard thread, snapshot online. */
 static void count_open(struct zt_shard *s, struct zt_conn *c, const struct zt_workload *src,
 		       const struct zt_route *rt, bool inbound)
 {
-	char b[2048], principal[512];
-	const struct zt_workload *dst = rt->workload;
-	const struct zt_service *svc = rt->service;
-	int o = 0;
-#define L(name, v) \
-	if (o >= 0)  \
-		o = zt_metrics_label(b, sizeof(b), (size_t)o, name, v, false)
-	L("reporter", inbound ? "destination" : "source");
-	L("source_workload", src ? src->workload_name : NULL);
-	L("source_canonical_service", src ? src->canonical_name : NULL);
-	L("source_canonical_revision", src ? src->canonical_revision : NULL);
-	L("source_workload_namespace", src ? src->namespace_ : NULL);
-	L("source_principal", NULL);
-	L("source_app", src ? src->canonical_name : NULL);
-	L("source_version", src ? src->canonical_revision : NULL);
-	L("source_cluster", src ? src->cluster_id : NULL);
-	L("destination_service", svc ? svc->hostname : NULL);
-	L("destination_service_namespace", svc ? svc->namespace_ : NULL);
-	L("destination_service_name", svc ? svc->name : NULL);
-	L("destination_workload", dst ? dst->workload_name : NULL);
-	L("destination_canonical_service", dst ? dst->canonical_name : NULL);
-	L("destination_canonical_revision", dst ? dst->canonical_revision : NULL);
-	L("destination_workload_namespace", dst ? dst->namespace_ : NULL);
-	if (dst)
-		snprintf(principal, sizeof(principal), "spiffe://%s/ns/%s/sa/%s", dst->trust_domain,
-			 dst->namespace_, dst->service_account);
-	L("destination_principal", dst ? principal : NULL);
-	L("destination_app", dst ? dst->canonical_name : NULL);
-	L("destination_version", dst ? dst->canonical_revision : NULL);
-	L("destination_cluster", dst ? dst->cluster_id : NULL);
-	L("request_protocol", "tcp");
-	L("response_flags", "-");
-	bool locality = src || dst;
-	if (o >= 0)
-		o = zt_metrics_label(b, sizeof(b), (size_t)o, "connection_security_policy", "unknown",
-				     !locality);
-	if (locality) {
-		L("source_region", src ? src->locality.region : NULL);
-		L("source_zone", src ? src->locality.zone : NULL);
-		L("destination_region", dst ? dst->locality.region : NULL);
-		if (o >= 0)
-			o = zt_metrics_label(b, sizeof(b), (size_t)o, "destination_zone",
-					     dst ? dst->locality.zone : NULL, true);
-	}
-#undef L
 	c->response_flag = "-";
-	if (o < 0)
-		return; /* absurdly long names: not counted rather than truncated */
-	c->series = zt_metrics_series(s->metrics, b, (size_t)o);
-	if (c->series)
-		atomic_fetch_add_explicit(&c->series->opened, 1, memory_order_relaxed);
+	c->series = zt_metrics_open(s->metrics, inbound, src, rt->workload, rt->service, NULL, false);
 }
 
 /* Closed: counted under the final response flag. */
 static void count_close(struct zt_shard *s, struct zt_conn *c)
 {
-	struct zt_metric_series *e = c->series;
-	if (!e)
-		return;
-	if (strcmp(c->response_flag, "-") != 0) {
-		/* same labels with response_flags="<flag>" */
-		static const char key[] = "response_flags=\"-\"";
-		char b[2048];
-		const char *at = strstr(e->labels, key);
-		size_t pre = at ? (size_t)(at - e->labels) : 0;
-		int n = at ? snprintf(b, sizeof(b), "%.*sresponse_flags=\"%s\"%s", (int)pre,
-				      e->labels, c->response_flag, at + sizeof(key) - 1)
-			   : -1;
-		if (n > 0 && (size_t)n < sizeof(b)) {
-			struct zt_metric_series *f = zt_metrics_series(s->metrics, b, (size_t)n);
-			if (f)
-				e = f;
-		}
-	}
-	atomic_fetch_add_explicit(&e->closed, 1, memory_order_relaxed);
+	zt_metrics_close(s->metrics, c->series, c->response_flag);
 }
 
 /* Fill the connection's names from the snapshot; called with the shard online. */

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "xds/snapshot.h"
+
 #define CHUNK 1024
 #define N_CHUNKS (ZT_METRICS_MAX_SERIES / CHUNK)
 
@@ -283,3 +285,83 @@ char *zt_metrics_render(struct zt_metrics_shard *const *shards, unsigned n, cons
 	}
 	return b.p;
 }
+
+struct zt_metric_series *zt_metrics_open(struct zt_metrics_shard *m, bool inbound,
+					 const struct zt_workload *src,
+					 const struct zt_workload *dst,
+					 const struct zt_service *svc, const char *src_principal,
+					 bool mtls)
+{
+	char b[2048], principal[512];
+	int o = 0;
+#define L(name, v) \
+	if (o >= 0)  \
+		o = zt_metrics_label(b, sizeof(b), (size_t)o, name, v, false)
+	L("reporter", inbound ? "destination" : "source");
+	L("source_workload", src ? src->workload_name : NULL);
+	L("source_canonical_service", src ? src->canonical_name : NULL);
+	L("source_canonical_revision", src ? src->canonical_revision : NULL);
+	L("source_workload_namespace", src ? src->namespace_ : NULL);
+	L("source_principal", src_principal);
+	L("source_app", src ? src->canonical_name : NULL);
+	L("source_version", src ? src->canonical_revision : NULL);
+	L("source_cluster", src ? src->cluster_id : NULL);
+	L("destination_service", svc ? svc->hostname : NULL);
+	L("destination_service_namespace", svc ? svc->namespace_ : NULL);
+	L("destination_service_name", svc ? svc->name : NULL);
+	L("destination_workload", dst ? dst->workload_name : NULL);
+	L("destination_canonical_service", dst ? dst->canonical_name : NULL);
+	L("destination_canonical_revision", dst ? dst->canonical_revision : NULL);
+	L("destination_workload_namespace", dst ? dst->namespace_ : NULL);
+	if (dst)
+		snprintf(principal, sizeof(principal), "spiffe://%s/ns/%s/sa/%s", dst->trust_domain,
+			 dst->namespace_, dst->service_account);
+	L("destination_principal", dst ? principal : NULL);
+	L("destination_app", dst ? dst->canonical_name : NULL);
+	L("destination_version", dst ? dst->canonical_revision : NULL);
+	L("destination_cluster", dst ? dst->cluster_id : NULL);
+	L("request_protocol", "tcp");
+	L("response_flags", "-");
+	bool locality = src || dst;
+	if (o >= 0)
+		o = zt_metrics_label(b, sizeof(b), (size_t)o, "connection_security_policy",
+				     mtls ? "mutual_tls" : "unknown", !locality);
+	if (locality) {
+		L("source_region", src ? src->locality.region : NULL);
+		L("source_zone", src ? src->locality.zone : NULL);
+		L("destination_region", dst ? dst->locality.region : NULL);
+		if (o >= 0)
+			o = zt_metrics_label(b, sizeof(b), (size_t)o, "destination_zone",
+					     dst ? dst->locality.zone : NULL, true);
+	}
+#undef L
+	if (o < 0)
+		return NULL; /* absurdly long names: not counted rather than truncated */
+	struct zt_metric_series *e = zt_metrics_series(m, b, (size_t)o);
+	if (e)
+		atomic_fetch_add_explicit(&e->opened, 1, memory_order_relaxed);
+	return e;
+}
+
+void zt_metrics_close(struct zt_metrics_shard *m, struct zt_metric_series *e, const char *flag)
+{
+	if (!e)
+		return;
+	if (strcmp(flag, "-") != 0) {
+		/* same labels with response_flags="<flag>" */
+		static const char key[] = "response_flags=\"-\"";
+		char b[2048];
+		const char *at = strstr(e->labels, key);
+		size_t pre = at ? (size_t)(at - e->labels) : 0;
+		int n = at ? snprintf(b, sizeof(b), "%.*sresponse_flags=\"%s\"%s", (int)pre, e->labels,
+				      flag, at + sizeof(key) - 1)
+			   : -1;
+		if (n > 0 && (size_t)n < sizeof(b)) {
+			struct zt_metric_series *f = zt_metrics_series(m, b, (size_t)n);
+			if (f)
+				e = f;
+		}
+	}
+	atomic_fetch_add_explicit(&e->closed, 1, memory_order_relaxed);
+}
+

@@ -35,6 +35,23 @@ void zt_metrics_shard_free(struct zt_metrics_shard *m);
 struct zt_metric_series *zt_metrics_series(struct zt_metrics_shard *m, const char *labels,
 					   size_t len);
 
+struct zt_workload;
+struct zt_service;
+
+/* Shard thread: the series of a new connection, ztunnel's label set
+ * (src/proxy/metrics.rs CommonTrafficLabels): reporter "destination" for
+ * inbound, source labels from `src` (principal only from an mTLS identity,
+ * `src_principal`, NULL for plaintext), destination from `dst` and `svc`,
+ * connection_security_policy mutual_tls when `mtls` (HBONE). Counts it as
+ * opened. NULL when out of memory (the connection is then not counted). */
+struct zt_metric_series *zt_metrics_open(struct zt_metrics_shard *m, bool inbound,
+					 const struct zt_workload *src,
+					 const struct zt_workload *dst,
+					 const struct zt_service *svc, const char *src_principal,
+					 bool mtls);
+/* Shard thread: count a close under `flag` ("-", "DENY", "CONNECT"). */
+void zt_metrics_close(struct zt_metrics_shard *m, struct zt_metric_series *e, const char *flag);
+
 /* Control thread: render every shard's series, summed, as OpenMetrics text.
  * `extra` is appended before "# EOF" (gauges from the caller). Returns a
  * malloc'ed string (caller frees) or NULL. */

@@ -32,6 +32,7 @@
 #include "authz/authz.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "engine/metrics.h"
 #include "engine/shard-t.h"
 #include "engine/sock.h"
 #include "hbone/certstore.h"
@@ -99,6 +100,8 @@ struct tun {
 	struct zt_sockaddr src, dst, target;
 	char src_wl[64], src_ns[64], dst_wl[64], dst_ns[64], dst_svc[128];
 	char src_id[ZT_ID_URI_MAX + 1], dst_id[ZT_ID_URI_MAX + 1];
+	struct zt_metric_series *series;
+	const char *flag; /* response flag for the metrics: "-", "DENY", "CONNECT" */
 };
 
 struct ctx_entry {
@@ -355,6 +358,7 @@ static struct tun *tun_new(struct zt_shard *s, int fd, bool outbound)
 	t->timeout_op.kind = ZT_OP_TUN_TIMEOUT;
 	t->start_ns = zt_now_ns();
 	t->sid = -1;
+	t->flag = "-";
 	t->next = ts->tuns.next;
 	t->prev = &ts->tuns;
 	ts->tuns.next->prev = t;
@@ -420,6 +424,7 @@ static void tun_maybe_free(struct zt_shard *s, struct tun *t)
 	if (t->fd >= 0)
 		close(t->fd);
 	tun_log(t);
+	zt_metrics_close(s->metrics, t->series, t->flag);
 	struct zt_tun_shard *ts = s->tun;
 	t->prev->next = t->next;
 	t->next->prev = t->prev;
@@ -497,6 +502,9 @@ static void tun_push(struct zt_shard *s, struct tun *t)
 		t->q_off += (uint32_t)w;
 		t->q_bytes -= (uint32_t)w;
 		t->up += (uint64_t)w;
+		if (t->series) /* outbound: request bytes; inbound: response bytes */
+			atomic_fetch_add_explicit(t->outbound ? &t->series->received : &t->series->sent,
+						  (uint64_t)w, memory_order_relaxed);
 		if (t->q_off == s->buf_len[b]) {
 			t->q_head = s->buf_next[b];
 			if (t->q_head == ZT_BID_NONE)
@@ -608,6 +616,7 @@ static void cb_response(void *ud, int32_t sid, void *sud, int status)
 		return;
 	}
 	t->stream_live = false; /* h2conn ended the stream */
+	t->flag = status == 401 ? "DENY" : "CONNECT";
 	tun_fail(s, t, -ECONNREFUSED, true, "http status: %d", status);
 	mark(s, t);
 }
@@ -702,6 +711,9 @@ static int cb_connect(void *ud, int32_t sid, const struct zt_h2c_request *req, v
 		wl = zt_snapshot_workload_by_ip(snap, NULL, &req->target.addr.ip);
 	if (!wl)
 		return 503; /* unknown local workload */
+	const struct zt_workload *swl = zt_snapshot_workload_by_ip(snap, NULL, &hc->peer.ip);
+	struct zt_metric_series *series =
+		zt_metrics_open(s->metrics, true, swl, wl, NULL, hc->peer_id, true);
 	struct zt_identity pid;
 	zt_identity_parse(&pid, hc->peer_id, strlen(hc->peer_id));
 	char td[256], ns[64], sa[254];
@@ -723,11 +735,15 @@ static int cb_connect(void *ud, int32_t sid, const struct zt_h2c_request *req, v
 		};
 		if (zt_log_enabled(ZT_LOG_INFO, "rbac"))
 			zt_log_fields(ZT_LOG_INFO, "rbac", "RBAC rejected", f, 5);
+		zt_metrics_close(s->metrics, series, "DENY");
 		return 401;
 	}
 	struct tun *t = tun_new(s, -1, false);
-	if (!t)
+	if (!t) {
+		zt_metrics_close(s->metrics, series, "-");
 		return 503;
+	}
+	t->series = series;
 	int fd = socket_for(s, hc->spod, req->target.addr.ip.family);
 	if (fd < 0) {
 		t->state = T_CLOSING;
@@ -746,7 +762,6 @@ static int cb_connect(void *ud, int32_t sid, const struct zt_h2c_request *req, v
 	snprintf(t->dst_id, sizeof(t->dst_id), "%s", hc->dst_id);
 	snprintf(t->dst_wl, sizeof(t->dst_wl), "%s", wl->name);
 	snprintf(t->dst_ns, sizeof(t->dst_ns), "%s", wl->namespace_);
-	const struct zt_workload *swl = zt_snapshot_workload_by_ip(snap, NULL, &hc->peer.ip);
 	if (swl) {
 		snprintf(t->src_wl, sizeof(t->src_wl), "%s", swl->name);
 		snprintf(t->src_ns, sizeof(t->src_ns), "%s", swl->namespace_);
@@ -858,6 +873,7 @@ void zt_tun_outbound(struct zt_shard *s, struct zt_shard_pod *sp, int fd,
 		return;
 	}
 	identity_of(src_wl, t->src_id, sizeof(t->src_id));
+	t->series = zt_metrics_open(s->metrics, false, src_wl, dst_wl, svc, NULL, true);
 	snprintf(t->src_wl, sizeof(t->src_wl), "%s", src_wl->name);
 	snprintf(t->src_ns, sizeof(t->src_ns), "%s", src_wl->namespace_);
 	struct hconn *hc = pool_get(s, sp, t->src_id, t->dst_id, &t->dst);
@@ -1038,6 +1054,9 @@ void zt_tun_complete(struct zt_shard *s, struct zt_op *op, struct io_uring_cqe *
 		struct chunk *c = t->c_head;
 		c->off += (uint32_t)cqe->res;
 		t->down += (uint64_t)cqe->res;
+		if (t->series)
+			atomic_fetch_add_explicit(t->outbound ? &t->series->sent : &t->series->received,
+						  (uint64_t)cqe->res, memory_order_relaxed);
 		if (t->stream_live && t->hc)
 			zt_h2c_consumed(t->hc->h2, t->sid, (size_t)cqe->res);
 		if (c->off == c->len) {
@@ -1068,6 +1087,7 @@ void zt_tun_complete(struct zt_shard *s, struct zt_op *op, struct io_uring_cqe *
 				zt_h2c_respond(t->hc->h2, t->sid, 503);
 				hc_flush(t->hc);
 			}
+			t->flag = "CONNECT";
 			tun_fail(s, t, res == -ECANCELED ? -ETIMEDOUT : res, false,
 				 "upstream connect failed: %s",
 				 strerror(res == -ECANCELED ? ETIMEDOUT : -res));
