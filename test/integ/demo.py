@@ -96,6 +96,56 @@ def write_page(dirname, name, ip):
                     html.escape(name), html.escape(name), ip, TARGET))
 
 
+# The guide's policies, as istiod hands them to ztunnel (local-config form).
+ALLOW_SLEEP = """- name: allow-sleep
+  namespace: ambient-demo
+  scope: WorkloadSelector
+  action: Allow
+  rules:
+  - - - principals:
+        - Exact: cluster.local/ns/ambient-demo/sa/sleep
+"""
+# The same policy with "to: operation: methods: [GET]": istiod drops ALLOW rules
+# that need L7 attributes for ztunnel, so no rule is left and nothing matches.
+ALLOW_SLEEP_GET = """- name: allow-sleep
+  namespace: ambient-demo
+  scope: WorkloadSelector
+  action: Allow
+  rules: []
+"""
+# PeerAuthentication STRICT, as istiod converts it.
+STRICT = """- name: istio_converted_static_strict
+  namespace: istio-system
+  scope: WorkloadSelector
+  action: Deny
+  rules:
+  - - - notPrincipals:
+        - Presence: {}
+"""
+
+
+def render_config(base, policy, refs):
+    """The base config with `policy` (YAML list items) and httpbin referencing
+    `refs` ("ns/name" keys), as istiod would send them."""
+    out = []
+    for line in base.splitlines():
+        out.append(line)
+        m = re.match(r"^  name: (httpbin-\d)$", line)
+        if m and refs:
+            out.append("  authorizationPolicies: [%s]" % ", ".join('"%s"' % r for r in refs))
+    text = "\n".join(out) + "\n"
+    if policy:
+        text += "policies:\n" + policy
+    return text
+
+
+def write_atomic(path, text):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.rename(tmp, path)
+
+
 def curl(pod, url, resolve=None):
     """(ok, replica or error text) of one curl from pod."""
     argv = ["curl", "-sS", "-m", "5", "-w", "\n%{http_code}"]
@@ -174,12 +224,22 @@ def main():
                 pod.wait_listen(TARGET, timeout=10, proc=p)
 
         with steps("starting zring on each node (PROXY_MODE=shared) with %s" % os.path.relpath(config)):
+            base = open(config).read()
+            live = os.path.join(LOGDIR, "mesh.yaml")  # what istiod would push: edited below
+            write_atomic(live, render_config(base, None, []))
+            ca = [os.path.join(LOGDIR, "root-cert.pem"), os.path.join(LOGDIR, "root-key.pem")]
+            for f in ca:
+                if os.path.exists(f):
+                    os.unlink(f)
             zr = {}
             for nname, node in nodes.items():
                 sock = os.path.join(LOGDIR, "%s-ztunnel.sock" % nname)
                 cnis[nname] = CniStandin(sock)
-                zr[nname] = node.spawn("zring", [zring, "--config", config],
+                zr[nname] = node.spawn("zring", [zring, "--config", live, "--ca-cert", ca[0],
+                                                 "--ca-key", ca[1]],
                                        env={"PROXY_MODE": "shared", "INPOD_UDS": sock})
+                if nname == "node-1":  # node-1 creates the shared root, node-2 loads it
+                    zr[nname].wait_for(r"embedded CA root", 10)
             for nname in nodes:
                 cnis[nname].accept(timeout=10)
                 st, body = nodes[nname].http_get("127.0.0.1", 15021, "/healthz/ready")
@@ -234,6 +294,8 @@ def main():
                 out("demo:   --- %s (%s)" % (nname, z.log_path))
                 for l in lines:
                     out(l)
+            hb = sum(1 for z in zr.values() for l in z.lines() if "dst.hbone_addr=" in l)
+            out("demo:     %d of those lines went through HBONE (mTLS + HTTP/2 CONNECT)" % hb)
             if total < CURLS * 2 + 1:
                 raise Exception("%d access lines, expected at least %d" % (total, CURLS * 2 + 1))
 
@@ -246,6 +308,57 @@ def main():
                         l.rsplit(" ", 1)[1], lab.get("reporter"),
                         lab.get("source_workload"), lab.get("destination_service"),
                         lab.get("destination_workload"), lab.get("response_flags")))
+
+        def apply(what, policy, refs):
+            marks_ = {n: len(z.lines()) for n, z in zr.items()}
+            write_atomic(live, render_config(base, policy, refs))
+            for n, z in zr.items():
+                z.wait_for(r"local config reloaded", 10, since=marks_[n])
+            out("demo:     applied: %s" % what)
+
+        def expect(pod_name, want_ok, target=None):
+            pod = client if pod_name == "client" else pods[pod_name]
+            if target:
+                good, what = curl(pod, target)
+            else:
+                good, what = curl(pod, "http://%s:%d/" % (HOST, PORT),
+                                  resolve="%s:%d:%s" % (HOST, PORT, VIP))
+            out("demo:     %-8s -> %-24s %s" % (pod_name, target or "httpbin:8000",
+                                                ("HTTP 200 from " + what) if good else
+                                                ("rejected (" + what + ")")))
+            if good != want_ok:
+                raise Exception("%s: expected %s" % (pod_name, "success" if want_ok else
+                                                      "rejection"))
+
+        direct = "http://%s:%d/" % (PODS["httpbin-1"][0], TARGET)
+        with steps("AuthorizationPolicy allow-sleep: ALLOW principal cluster.local/ns/ambient-demo/sa/sleep on httpbin"):
+            expect("notsleep", True)
+            rb = {n: len(z.lines()) for n, z in zr.items()}
+            apply("allow-sleep", ALLOW_SLEEP, ["ambient-demo/allow-sleep"])
+            expect("sleep-1", True)
+            expect("sleep-2", True)
+            expect("notsleep", False)
+            time.sleep(0.3)
+            for n, z in zr.items():
+                for l in z.lines()[rb[n]:]:
+                    if "RBAC rejected" in l:
+                        out(l)
+
+        with steps("the same policy with an HTTP condition (methods: GET): istiod drops the L7 rule"):
+            apply("allow-sleep with to.operation.methods=[GET] (no rule left)", ALLOW_SLEEP_GET,
+                  ["ambient-demo/allow-sleep"])
+            expect("sleep-1", False)
+            expect("notsleep", False)
+
+        with steps("PeerAuthentication STRICT for httpbin (no other policy)"):
+            apply("STRICT", STRICT, ["istio-system/istio_converted_static_strict"])
+            expect("sleep-1", True)
+            expect("client", False, direct)
+
+        with steps("PeerAuthentication PERMISSIVE"):
+            apply("PERMISSIVE (nothing sent to ztunnel)", None, [])
+            expect("client", True, direct)
+            expect("sleep-1", True)
         ok = True
     except StepFailed as e:
         out("")
