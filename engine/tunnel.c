@@ -62,6 +62,8 @@ struct hconn {
 	struct sockaddr_in6 addr;
 	socklen_t addrlen;
 	bool recv_armed, send_inflight;
+	struct iovec iov[8]; /* the ciphertext in flight: h2conn's queue, in place */
+	struct msghdr msg;
 	int err;
 	uint64_t idle_since_ms;
 	struct zt_shard_pod *spod;
@@ -322,14 +324,17 @@ static void hc_flush(struct hconn *hc)
 {
 	if (hc->send_inflight || hc->fd < 0 || !hc->connected || !hc->h2)
 		return;
-	const uint8_t *p;
-	size_t n = zt_h2c_out(hc->h2, &p);
-	if (!n)
+	/* everything queued (up to 8 blocks of 64 KiB) in one sendmsg */
+	int n = zt_h2c_out_iov(hc->h2, hc->iov, 8);
+	if (n <= 0)
 		return;
 	struct io_uring_sqe *sqe = zt_shard_sqe(hc->s);
 	if (!sqe)
 		return;
-	io_uring_prep_send(sqe, hc->fd, p, n, MSG_NOSIGNAL);
+	memset(&hc->msg, 0, sizeof(hc->msg));
+	hc->msg.msg_iov = hc->iov;
+	hc->msg.msg_iovlen = (size_t)n;
+	io_uring_prep_sendmsg(sqe, hc->fd, &hc->msg, MSG_NOSIGNAL);
 	io_uring_sqe_set_data(sqe, &hc->send_op);
 	hc->send_inflight = true;
 	hc->inflight++;

@@ -10,6 +10,12 @@
  *            buffer and encrypts in place) -> wolfSSL's send callback appends
  *            the record to the output queue -> zt_h2c_out() -> socket.
  *
+ * Copies per tunnel byte, beyond the kernel's: in, two (into wolfSSL's
+ * record buffer; record plaintext into c->scratch) plus decryption in place,
+ * and whatever the owner does in on_data; out, two (wolfSSL_write into its
+ * record buffer, then its record into our queue) plus encryption in place.
+ * DATA payloads above COPY_MAX never pass through nghttp2 or c->scratch.
+ *
  * Small things (HEADERS, WINDOW_UPDATE, PING, SETTINGS, DATA frame headers,
  * DATA payloads up to COPY_MAX) are gathered in c->scratch and encrypted as
  * one TLS record when the pump finishes or the record is full, so a burst of
@@ -856,6 +862,17 @@ static void settle(struct zt_h2c *c)
 			teardown(c);
 			return;
 		}
+		if (c->n_out_blocked && c->out_pending < ZT_H2C_OUT_LIMIT) {
+			/* Room again: let nghttp2 ask the paused streams (data_read_cb
+			 * marks them due for on_writable). */
+			for (struct h2s *s = c->streams.next; s != &c->streams; s = s->next) {
+				if (!s->out_blocked)
+					continue;
+				s->out_blocked = false;
+				c->n_out_blocked--;
+				nghttp2_session_resume_data(c->h2, s->id);
+			}
+		}
 		pump(c, false);
 		if (c->dying)
 			continue;
@@ -1257,19 +1274,9 @@ void zt_h2c_out_done(struct zt_h2c *c, size_t n)
 			c->out_head = c->out_tail = NULL;
 		}
 	}
-	if (c->depth || c->dead || c->dying || c->out_pending >= ZT_H2C_OUT_LIMIT)
+	if (c->dead || c->dying || c->out_pending >= ZT_H2C_OUT_LIMIT)
 		return;
 	enter(c);
-	if (c->n_out_blocked) {
-		/* Let nghttp2 ask the paused streams again (data_read_cb). */
-		for (struct h2s *s = c->streams.next; s != &c->streams; s = s->next) {
-			if (!s->out_blocked)
-				continue;
-			s->out_blocked = false;
-			c->n_out_blocked--;
-			nghttp2_session_resume_data(c->h2, s->id);
-		}
-	}
 	leave(c); /* pumps what waited for room */
 }
 
