@@ -43,6 +43,7 @@
 #define HBONE_PORT 15008
 #define IDLE_MS (5 * 60 * 1000) /* ztunnel's pool idle eviction */
 #define CTX_CACHE 32
+#define HANDSHAKE_MS 10000
 
 struct chunk {
 	struct chunk *next;
@@ -65,6 +66,7 @@ struct hconn {
 	struct iovec iov[8]; /* the ciphertext in flight: h2conn's queue, in place */
 	struct msghdr msg;
 	int err;
+	uint64_t created_ms;
 	uint64_t idle_since_ms;
 	struct zt_shard_pod *spod;
 	struct zt_sockaddr peer, local;
@@ -258,6 +260,7 @@ static struct hconn *hc_new(struct zt_shard *s, bool client)
 	hc->s = s;
 	hc->fd = -1;
 	hc->client = client;
+	hc->created_ms = zt_now_ms();
 	hc->connect_op.kind = ZT_OP_HC_CONNECT;
 	hc->timeout_op.kind = ZT_OP_HC_TIMEOUT;
 	hc->recv_op.kind = ZT_OP_HC_RECV;
@@ -1136,6 +1139,12 @@ void zt_tun_tick(struct zt_shard *s)
 		}
 		if (zt_h2c_deadline(hc->h2) <= now) {
 			zt_h2c_tick(hc->h2, now);
+			run_checks(s);
+		}
+		/* h2conn has no handshake timeout: a peer that never finishes
+		 * its handshake must not hold a connection forever */
+		if (!zt_h2c_handshake_done(hc->h2) && now - hc->created_ms > HANDSHAKE_MS) {
+			hc_close(hc, -ETIMEDOUT, "TLS handshake timed out");
 			run_checks(s);
 		}
 		if (hc->client && zt_h2c_streams(hc->h2) == 0 && hc->idle_since_ms &&
