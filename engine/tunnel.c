@@ -71,6 +71,10 @@ struct hconn {
 	struct zt_shard_pod *spod;
 	struct zt_sockaddr peer, local;
 	char src_id[ZT_ID_URI_MAX + 1], dst_id[ZT_ID_URI_MAX + 1], peer_id[ZT_ID_URI_MAX + 1];
+	/* client: other identities the server may present (the service's
+	 * subject alt names) */
+	char alt_ids[4][ZT_ID_URI_MAX + 1];
+	unsigned n_alt;
 };
 
 enum tun_state { T_OPENING = 0, T_OPEN, T_CLOSING };
@@ -599,7 +603,10 @@ static void cb_handshake(void *ud, int err, const char *peer_id)
 		return;
 	}
 	if (hc->client) {
-		if (strcmp(hc->peer_id, hc->dst_id)) {
+		bool ok = !strcmp(hc->peer_id, hc->dst_id);
+		for (unsigned i = 0; i < hc->n_alt && !ok; i++)
+			ok = !strcmp(hc->peer_id, hc->alt_ids[i]);
+		if (!ok) {
 			ZT_WARN(TARGET, "server identity %s is not the destination's %s: refused",
 				hc->peer_id, hc->dst_id);
 			zt_h2c_abort(hc->h2, -EKEYREJECTED, "wrong server identity");
@@ -706,6 +713,9 @@ static int cb_connect(void *ud, int32_t sid, const struct zt_h2c_request *req, v
 {
 	struct hconn *hc = ud;
 	struct zt_shard *s = hc->s;
+	ZT_DEBUG(TARGET, "CONNECT %s from %s forwarded=%s baggage=%s traceparent=%s", req->authority,
+		 hc->peer_id, req->forwarded ? req->forwarded : "-", req->baggage ? req->baggage : "-",
+		 req->traceparent ? req->traceparent : "-");
 	if (req->target.is_host || !zt_ip_eq(&req->target.addr.ip, &hc->local.ip)) {
 		ZT_WARN(TARGET, "CONNECT %s from %s: the target is not the pod this connection "
 				"reached (%s): 400", req->authority, hc->peer_id,
@@ -811,7 +821,8 @@ static const struct zt_h2c_cbs server_cbs = {
 /* ---- entry points --------------------------------------------------------- */
 
 static struct hconn *pool_get(struct zt_shard *s, struct zt_shard_pod *sp, const char *src_id,
-			      const char *dst_id, const struct zt_sockaddr *peer)
+			      const char *dst_id, const struct zt_sockaddr *peer,
+			      const struct zt_service *svc)
 {
 	struct zt_tun_shard *ts = ts_of(s);
 	if (!ts)
@@ -835,6 +846,9 @@ static struct hconn *pool_get(struct zt_shard *s, struct zt_shard_pod *sp, const
 	hc->peer = *peer;
 	snprintf(hc->src_id, sizeof(hc->src_id), "%s", src_id);
 	snprintf(hc->dst_id, sizeof(hc->dst_id), "%s", dst_id);
+	for (size_t i = 0; svc && i < svc->n_subject_alt_names && hc->n_alt < 4; i++)
+		snprintf(hc->alt_ids[hc->n_alt++], sizeof(hc->alt_ids[0]), "%s",
+			 svc->subject_alt_names[i]);
 	int fd = socket_for(s, sp, peer->ip.family);
 	if (fd < 0 || hc_start_h2(hc, ctx)) {
 		if (fd >= 0)
@@ -884,16 +898,33 @@ void zt_tun_outbound(struct zt_shard *s, struct zt_shard_pod *sp, int fd,
 	t->series = zt_metrics_open(s->metrics, false, src_wl, dst_wl, svc, NULL, true);
 	snprintf(t->src_wl, sizeof(t->src_wl), "%s", src_wl->name);
 	snprintf(t->src_ns, sizeof(t->src_ns), "%s", src_wl->namespace_);
-	struct hconn *hc = pool_get(s, sp, t->src_id, t->dst_id, &t->dst);
+	struct hconn *hc = pool_get(s, sp, t->src_id, t->dst_id, &t->dst, svc);
 	if (!hc) {
 		tun_fail(s, t, -ECONNREFUSED, true, "cannot open an HBONE connection to %s", t->dst_id);
 		tun_maybe_free(s, t);
 		return;
 	}
-	char auth[ZT_ADDRSTRLEN], fwd[ZT_ADDRSTRLEN + 16], a[ZT_ADDRSTRLEN];
+	/* ztunnel's request headers: forwarded (with the service host when the
+	 * connection was addressed to one), baggage naming the source, and a
+	 * fresh W3C traceparent */
+	char auth[ZT_ADDRSTRLEN], fwd[ZT_ADDRSTRLEN + 300], a[ZT_ADDRSTRLEN], bag[768], tp[64];
 	zt_sockaddr_str(&t->target, auth, sizeof(auth));
-	snprintf(fwd, sizeof(fwd), "for=\"%s\"", zt_sockaddr_str(src, a, sizeof(a)));
-	int r = zt_h2c_connect(hc->h2, auth, fwd, NULL, NULL, t, &t->sid);
+	int fl = snprintf(fwd, sizeof(fwd), "for=\"%s\"", zt_sockaddr_str(src, a, sizeof(a)));
+	if (svc && fl > 0 && (size_t)fl < sizeof(fwd))
+		snprintf(fwd + fl, sizeof(fwd) - (size_t)fl, ";host=%s", svc->hostname);
+	snprintf(bag, sizeof(bag),
+		 "k8s.cluster.name=%s,k8s.namespace.name=%s,k8s.%s.name=%s,service.name=%s,"
+		 "service.version=%s",
+		 src_wl->cluster_id, src_wl->namespace_,
+		 *src_wl->workload_type ? src_wl->workload_type : "deployment",
+		 *src_wl->workload_name ? src_wl->workload_name : src_wl->name,
+		 *src_wl->canonical_name ? src_wl->canonical_name : src_wl->name,
+		 *src_wl->canonical_revision ? src_wl->canonical_revision : "latest");
+	uint64_t r1 = zt_now_ns() * 0x9E3779B97F4A7C15ULL ^ (uintptr_t)t, r2 = r1 * 0xBF58476D1CE4E5B9ULL;
+	uint64_t r3 = (r2 ^ (r2 >> 31)) * 0x94D049BB133111EBULL;
+	snprintf(tp, sizeof(tp), "00-%016llx%016llx-%016llx-00", (unsigned long long)r1,
+		 (unsigned long long)r2, (unsigned long long)r3);
+	int r = zt_h2c_connect(hc->h2, auth, fwd, bag, tp, t, &t->sid);
 	if (r) {
 		tun_fail(s, t, r, true, "CONNECT failed: %s", strerror(-r));
 		tun_maybe_free(s, t);
