@@ -73,7 +73,7 @@ static void refresh_certs(struct zt_control *c)
 		const struct zt_cert_entry *e = old ? zt_certstore_find(old, &id) : NULL;
 		if (e && !zt_cert_entry_due(e, now))
 			continue;
-		if (zt_ca_issue(c->ca, &want[nw - 1], now, ZT_CA_WORKLOAD_TTL, &iss[nin])) {
+		if (zt_ca_issue(c->ca, &want[nw - 1], now, c->rt->opts.cert_ttl_s, &iss[nin])) {
 			ZT_WARN("ca", "cannot issue a certificate for %s", zt_identity_str(&id));
 			continue;
 		}

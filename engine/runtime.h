@@ -52,6 +52,7 @@ struct zt_engine_opts {
 	const char *config_path;    /* LOCAL_XDS_PATH */
 	enum zt_proxy_mode mode;    /* PROXY_MODE */
 	const char *inpod_uds;      /* INPOD_UDS */
+	uint32_t cert_ttl_s;        /* workload certificate lifetime (24 h) */
 	const char *ca_cert_path;   /* embedded CA root: load, or generate and save */
 	const char *ca_key_path;
 };

@@ -10,7 +10,10 @@ from the embedded CA with a root shared through --ca-cert/--ca-key.
 3. an ALLOW policy for the client's principal on the server: the client still
    gets through, a third pod ("other") is refused (401 on the CONNECT, reset for
    the app, "RBAC rejected" on the server's zring);
-4. a zring with a root of its own cannot reach the server: the handshake fails."""
+4. a zring with a root of its own cannot reach the server: the handshake fails;
+5. certificate renewal during traffic: with --cert-ttl 70 (renewed at half-life,
+   i.e. about every 5 s given the CA's 60 s back-dating) a 12 s transfer goes on
+   across renewals, and new tunnels use the new certificates."""
 import os
 import time
 
@@ -56,7 +59,8 @@ def body(ctx):
         for n in ("server", "client", "other"):
             pods[n].install_capture()
             z[n] = ztlib.start_zring(ctx, pods[n], cfg, label="zring-" + n,
-                                     args=("--ca-cert", ca[0], "--ca-key", ca[1]))
+                                     args=("--ca-cert", ca[0], "--ca-key", ca[1],
+                                           "--cert-ttl", "70"))
         # rogue: its own root
         pods["rogue"].install_capture()
         z["rogue"] = ztlib.start_zring(ctx, pods["rogue"], cfg, label="zring-rogue",
@@ -119,6 +123,22 @@ def body(ctx):
                                          count=1, timeout=10, check_ok=False)
         check(rc != 0, "a zring with a foreign root got through: %s", res)
         say("4. foreign root refused: %s", res[0].get("status") if res else "no result")
+
+        # 5. renewal under traffic
+        mark = {n: len(z[n].lines()) for n in ("client", "server")}
+        long = ztlib.spawn_client(ctx, pods["client"], "renewal", SERVER + ":8080", "down",
+                                  12 << 20, arg=1 << 20, count=1, timeout=60)
+        long.wait(60)
+        _, lsumm = ztlib.parse_client_output(long.text())
+        check(long.returncode == 0, "transfer across renewals: %s %s", lsumm, long.tail(5))
+        renewals = {n: sum(1 for l in z[n].lines()[mark[n]:]
+                           if "\tca\tcertificates:" in l and "issued" in l and " 0 issued" not in l)
+                    for n in ("client", "server")}
+        check(min(renewals.values()) >= 2, "renewals during the transfer: %s", renewals)
+        ztlib.ztdata_client(ctx, pods["client"], SERVER + ":8080", "echo", 1 << 20, count=2,
+                            timeout=30)
+        say("5. 12 s transfer across certificate renewals (%s): %s; new tunnels fine",
+            renewals, lsumm)
 
 
 if __name__ == "__main__":
