@@ -333,7 +333,9 @@ static void drain_inotify(struct zt_control *c, bool *changed)
 			return;
 		for (char *p = buf; p < buf + n;) {
 			struct inotify_event *ev = (struct inotify_event *)p;
-			if (ev->len && !strcmp(ev->name, c->base))
+			/* the file itself, or a Kubernetes ConfigMap mount swapping its
+			 * "..data" symlink to a new revision */
+			if (ev->len && (!strcmp(ev->name, c->base) || !strcmp(ev->name, "..data")))
 				*changed = true;
 			p += sizeof(*ev) + ev->len;
 		}
