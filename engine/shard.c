@@ -593,6 +593,8 @@ static void *shard_main(void *arg)
 			/* The first look just records the generation. */
 			if (s->snap_gen && s->n_conns)
 				zt_conn_recheck_policies(s, snap);
+			if (s->snap_gen)
+				zt_tun_recheck_policies(s, snap);
 			s->snap_gen = snap->generation;
 		}
 	}

@@ -251,6 +251,9 @@ static bool prep_connect(struct zt_shard *s, int fd, const struct zt_sockaddr *t
 	return true;
 }
 
+static bool authz_identity(const char *uri, struct zt_authz_identity *aid, char *td, char *ns,
+			   char *sa);
+
 /* ---- hconn ------------------------------------------------------------- */
 
 static void hc_flush(struct hconn *hc);
@@ -732,13 +735,9 @@ static int cb_connect(void *ud, int32_t sid, const struct zt_h2c_request *req, v
 	const struct zt_workload *swl = zt_snapshot_workload_by_ip(snap, NULL, &hc->peer.ip);
 	struct zt_metric_series *series =
 		zt_metrics_open(s->metrics, true, swl, wl, NULL, hc->peer_id, true);
-	struct zt_identity pid;
-	zt_identity_parse(&pid, hc->peer_id, strlen(hc->peer_id));
 	char td[256], ns[64], sa[254];
-	snprintf(td, sizeof(td), "%.*s", pid.td_len, pid.uri + ZT_ID_SCHEME_LEN);
-	snprintf(ns, sizeof(ns), "%.*s", pid.ns_len, pid.uri + pid.ns_off);
-	snprintf(sa, sizeof(sa), "%.*s", pid.sa_len, pid.uri + pid.sa_off);
-	struct zt_authz_identity aid = {td, ns, sa};
+	struct zt_authz_identity aid;
+	authz_identity(hc->peer_id, &aid, td, ns, sa);
 	struct zt_authz_conn ac = {.src_ip = &hc->peer.ip, .dst = &req->target.addr, .identity = &aid};
 	struct zt_authz_result res;
 	if (zt_authz_check(snap->authz, wl, &ac, &res)) {
@@ -1154,6 +1153,60 @@ void zt_tun_complete(struct zt_shard *s, struct zt_op *op, struct io_uring_cqe *
 	}
 	if (hc)
 		hc_maybe_free(hc);
+}
+
+/* Split a SPIFFE id into the authz identity's parts (buffers from the caller). */
+static bool authz_identity(const char *uri, struct zt_authz_identity *aid, char *td, char *ns,
+			   char *sa)
+{
+	struct zt_identity pid;
+	if (zt_identity_parse(&pid, uri, strlen(uri)))
+		return false;
+	snprintf(td, 256, "%.*s", pid.td_len, pid.uri + ZT_ID_SCHEME_LEN);
+	snprintf(ns, 64, "%.*s", pid.ns_len, pid.uri + pid.ns_off);
+	snprintf(sa, 254, "%.*s", pid.sa_len, pid.uri + pid.sa_off);
+	*aid = (struct zt_authz_identity){td, ns, sa};
+	return true;
+}
+
+void zt_tun_recheck_policies(struct zt_shard *s, const struct zt_snapshot *snap)
+{
+	struct zt_tun_shard *ts = s->tun;
+	if (!ts)
+		return;
+	for (struct tun *t = ts->tuns.next, *n; t != &ts->tuns; t = n) {
+		n = t->next;
+		if (t->outbound || t->state == T_CLOSING)
+			continue;
+		const struct zt_workload *wl =
+			t->spod ? zt_snapshot_workload_by_name(snap, t->spod->pod->key) : NULL;
+		if (!wl)
+			wl = zt_snapshot_workload_by_ip(snap, NULL, &t->target.ip);
+		char td[256], ns[64], sa[254];
+		struct zt_authz_identity aid;
+		if (!authz_identity(t->src_id, &aid, td, ns, sa))
+			continue;
+		struct zt_authz_conn ac = {.src_ip = &t->src.ip, .dst = &t->target, .identity = &aid};
+		struct zt_authz_result res;
+		if (zt_authz_check(snap->authz, wl, &ac, &res) == 0)
+			continue;
+		char why[200], src[ZT_ADDRSTRLEN], dst[ZT_ADDRSTRLEN];
+		zt_authz_result_str(&res, why, sizeof(why));
+		struct zt_log_field f[] = {
+			ZT_LF_R("src.addr", zt_sockaddr_str(&t->src, src, sizeof(src))),
+			ZT_LF_S("src.identity", t->src_id),
+			ZT_LF_R("dst.addr", zt_sockaddr_str(&t->target, dst, sizeof(dst))),
+			ZT_LF_S("dst.workload", t->dst_wl),
+			ZT_LF_S("reason", why),
+		};
+		if (zt_log_enabled(ZT_LOG_INFO, "rbac"))
+			zt_log_fields(ZT_LOG_INFO, "rbac", "RBAC rejected", f, 5);
+		t->flag = "DENY";
+		tun_fail(s, t, -EACCES, true, "connection closed due to policy rejection: %s", why);
+		if (t->hc)
+			hc_flush(t->hc);
+		tun_maybe_free(s, t);
+	}
 }
 
 void zt_tun_tick(struct zt_shard *s)

@@ -27,6 +27,9 @@ void zt_tun_outbound(struct zt_shard *s, struct zt_shard_pod *sp, int fd,
 void zt_tun_accept_hbone(struct zt_shard *s, struct zt_listener *l, int fd);
 /* A completion for an HBONE op. */
 void zt_tun_complete(struct zt_shard *s, struct zt_op *op, struct io_uring_cqe *cqe);
+struct zt_snapshot;
+/* A new snapshot: reset inbound tunnels its policies now deny. */
+void zt_tun_recheck_policies(struct zt_shard *s, const struct zt_snapshot *snap);
 /* Once per loop: PING keepalive, idle pool eviction. */
 void zt_tun_tick(struct zt_shard *s);
 /* Drain: GOAWAY on every connection; reset everything at the deadline. */

@@ -13,7 +13,10 @@ from the embedded CA with a root shared through --ca-cert/--ca-key.
 4. a zring with a root of its own cannot reach the server: the handshake fails;
 5. certificate renewal during traffic: with --cert-ttl 70 (renewed at half-life,
    i.e. about every 5 s given the CA's 60 s back-dating) a 12 s transfer goes on
-   across renewals, and new tunnels use the new certificates."""
+   across renewals, and new tunnels use the new certificates;
+6. a policy change re-checks open tunnels: with no policy, client and other each
+   run a long transfer; the ALLOW for the client arrives; other's tunnel is reset
+   ("RBAC rejected"), the client's goes on to the end."""
 import os
 import time
 
@@ -139,6 +142,27 @@ def body(ctx):
                             timeout=30)
         say("5. 12 s transfer across certificate renewals (%s): %s; new tunnels fine",
             renewals, lsumm)
+
+        # 6. re-check on policy change
+        m6 = {n: len(z[n].lines()) for n in ("server", "client", "other")}
+        write(cfg, mesh(policy=False))
+        for n in m6:
+            z[n].wait_for(r"local config reloaded", 5, since=m6[n])
+        ls = len(z["server"].lines())
+        keep = ztlib.spawn_client(ctx, pods["client"], "keep", SERVER + ":8080", "down",
+                                  6 << 20, arg=1 << 20, count=1, timeout=60)
+        cut = ztlib.spawn_client(ctx, pods["other"], "cut", SERVER + ":8080", "down",
+                                 6 << 20, arg=1 << 20, count=1, timeout=60)
+        time.sleep(2)
+        write(cfg, mesh(policy=True))
+        keep.wait(60)
+        cut.wait(60)
+        _, ksumm = ztlib.parse_client_output(keep.text())
+        _, csumm = ztlib.parse_client_output(cut.text())
+        check(keep.returncode == 0, "the allowed transfer broke: %s", ksumm)
+        check(cut.returncode != 0, "the denied transfer was not cut: %s", csumm)
+        z["server"].wait_for(r"RBAC rejected.*sa/other", 5, since=ls)
+        say("6. policy change with transfers open: client %s, other cut %s", ksumm, csumm)
 
 
 if __name__ == "__main__":
