@@ -160,12 +160,18 @@ def curl(pod, url, resolve=None):
 
 
 def main():
+    global TESTID, LOGDIR
     ap = argparse.ArgumentParser(description="zring's local mesh demo")
     ap.add_argument("--zring", default="build/engine/zring")
     ap.add_argument("--config", default="examples/ambient-demo.yaml")
     ap.add_argument("--keep", action="store_true", help="leave the mesh running")
     ap.add_argument("--down", action="store_true", help="tear down a kept demo")
+    ap.add_argument("--testid", default=TESTID,
+                    help="namespace prefix zt-<testid>- (the test suite runs it as 'guide')")
+    ap.add_argument("--logdir", default=LOGDIR)
+    ap.add_argument("--ztdata", help=argparse.SUPPRESS)  # passed by meson like other tests
     a = ap.parse_args()
+    TESTID, LOGDIR = a.testid, a.logdir
 
     if os.geteuid() != 0:
         out("demo: FAILED: must run as root (network namespaces, veth, iptables)")
