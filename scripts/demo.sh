@@ -58,7 +58,7 @@ if ((rc != 0)); then
 	fail "scripts/setup.sh exited $rc (full log: $setup_log)"
 fi
 [[ -x build/engine/zring ]] || fail "setup succeeded but build/engine/zring is missing (see $setup_log)"
-[[ -f examples/demo-mesh.yaml ]] || fail "examples/demo-mesh.yaml is missing"
+[[ -f examples/ambient-demo.yaml ]] || fail "examples/ambient-demo.yaml is missing"
 
 # 2. the mesh, the traffic, the access log (and teardown unless --keep)
-exec "$py" test/integ/demo.py --zring build/engine/zring --config examples/demo-mesh.yaml "${keep[@]}"
+exec "$py" test/integ/demo.py --zring build/engine/zring --config examples/ambient-demo.yaml "${keep[@]}"
