@@ -305,7 +305,7 @@ static void serve_metrics(struct zt_control *c)
 	unsigned n = c->rt->n_shards < 256 ? c->rt->n_shards : 256;
 	for (unsigned i = 0; i < n; i++)
 		ms[i] = c->rt->shards ? zt_shard_metrics(c->rt->shards[i]) : NULL;
-	char extra[1024];
+	char extra[8192];
 	snprintf(extra, sizeof(extra),
 		 "# HELP istio_build Istio component build info.\n"
 		 "# TYPE istio_build gauge\n"
@@ -314,6 +314,17 @@ static void serve_metrics(struct zt_control *c)
 		 "# TYPE workload_manager_active_proxy_count gauge\n"
 		 "workload_manager_active_proxy_count %u\n",
 		 c->inpod ? zt_inpod_count(c->inpod) : 0);
+	/* per-shard accept counts: how evenly the listeners spread connections */
+	size_t el = strlen(extra);
+	el += (size_t)snprintf(extra + el, sizeof(extra) - el,
+			       "# HELP zring_shard_connections_accepted Connections accepted by each shard.\n"
+			       "# TYPE zring_shard_connections_accepted counter\n");
+	for (unsigned i = 0; c->rt->shards && i < n && el < sizeof(extra) - 80; i++)
+		el += (size_t)snprintf(extra + el, sizeof(extra) - el,
+				       "zring_shard_connections_accepted_total{shard=\"%u\"} %llu\n", i,
+				       (unsigned long long)atomic_load_explicit(
+					       &zt_shard_stats(c->rt->shards[i])->accepted,
+					       memory_order_relaxed));
 	char *body = zt_metrics_render(ms, n, extra);
 	if (!body) {
 		respond(fd, 500, "text/plain", "out of memory\n", 14);

@@ -51,9 +51,10 @@ unsigned zt_inpod_count(const struct zt_inpod *ip)
 
 static void pod_close(struct zt_pod *p)
 {
-	for (int i = 0; i < 3; i++)
+	for (unsigned i = 0; p->lfd && i < p->n_lfd; i++)
 		if (p->lfd[i] >= 0)
 			close(p->lfd[i]);
+	free(p->lfd);
 	if (p->netns_fd >= 0)
 		close(p->netns_fd);
 	free(p);
@@ -66,9 +67,18 @@ static int pod_listen(struct zt_inpod *ip, struct zt_pod *p)
 	uint16_t ports[3] = {o->outbound_port, o->inbound_port, 15008};
 	int r = 0;
 
+	/* One set shared by every shard, or one set per shard (SO_REUSEPORT
+	 * spreads the connections). */
+	p->n_lfd = o->pod_listeners_per_shard ? 3 * ip->rt->n_shards : 3;
+	p->lfd = malloc(p->n_lfd * sizeof(*p->lfd));
+	if (!p->lfd)
+		return -ENOMEM;
+	for (unsigned i = 0; i < p->n_lfd; i++)
+		p->lfd[i] = -1;
 	if (setns(p->netns_fd, CLONE_NEWNET))
 		return -errno;
-	for (int i = 0; i < 3 && r == 0; i++) {
+	for (unsigned j = 0; j < p->n_lfd && r == 0; j++) {
+		unsigned i = j % 3;
 		struct zt_sockaddr a = {.port = ports[i]};
 		zt_ip_parse("::", &a.ip);
 		int fd = zt_sock_listen(&a, 4096, true);
@@ -84,7 +94,7 @@ static int pod_listen(struct zt_inpod *ip, struct zt_pod *p)
 		setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark));
 		if (i >= 1) /* inbound: istio-cni captures it with TPROXY */
 			zt_sock_set_transparent(fd);
-		p->lfd[i] = fd;
+		p->lfd[j] = fd;
 	}
 	if (setns(ip->rt->host_netns_fd, CLONE_NEWNET)) {
 		ZT_ERROR(TARGET, "cannot return to zring's network namespace: %s", strerror(errno));
@@ -144,7 +154,8 @@ static const char *pod_add(struct zt_inpod *ip, struct zt_zds_msg *m, char *err,
 	snprintf(p->service_account, sizeof(p->service_account), "%s", m->service_account);
 	snprintf(p->key, sizeof(p->key), "%s/%s", p->namespace_, p->name);
 	p->netns_fd = m->netns_fd;
-	p->lfd[0] = p->lfd[1] = p->lfd[2] = -1;
+	p->lfd = NULL;
+	p->n_lfd = 0;
 	p->seen = true;
 	int r = pod_listen(ip, p);
 	if (r) {

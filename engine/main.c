@@ -39,6 +39,8 @@ static void usage(FILE *f)
 		"  --ca-cert F --ca-key F  embedded CA root: loaded if F exists, else generated and\n"
 		"                       saved there (zrings sharing one root trust each other)\n"
 		"  --cert-ttl S         workload certificate lifetime (default 86400; renewed at half)\n"
+		"  --pod-listeners M    shared mode: \"per-shard\" (a set of listeners per shard and\n"
+		"                       pod, SO_REUSEPORT; default) or \"shared\" (one set per pod)\n"
 		"  --outbound-port P / --inbound-port P / --readiness-port P / --metrics-port P\n"
 		"                       (15001 / 15006 / 15021 / 15020)\n"
 		"Environment: PROXY_MODE=dedicated|shared (shared: pods from istio-cni over INPOD_UDS,\n"
@@ -104,6 +106,9 @@ int main(int argc, char **argv)
 		.readiness_port = 15021,
 		.metrics_port = 15020,
 		.cert_ttl_s = 24 * 3600,
+		/* measured (bench/pod_listeners.py): one shared set sends every
+		 * accept to one shard; a set per shard splits them evenly */
+		.pod_listeners_per_shard = true,
 		.config_path = getenv("LOCAL_XDS_PATH"),
 	};
 	const char *e;
@@ -128,7 +133,7 @@ int main(int argc, char **argv)
 		o->inpod_uds = ZT_ZDS_DEFAULT_PATH;
 
 	enum { O_SHARDS = 256, O_NOPIN, O_LOG, O_JSON, O_BUFSZ, O_BUFN, O_CONNBUF, O_CTO, O_DRAIN,
-	       O_OUT, O_IN, O_READY, O_METRICS, O_CACERT, O_CAKEY, O_CERTTTL };
+	       O_OUT, O_IN, O_READY, O_METRICS, O_CACERT, O_CAKEY, O_CERTTTL, O_PODL };
 	static const struct option lo[] = {
 		{"config", required_argument, NULL, 'c'},
 		{"shards", required_argument, NULL, O_SHARDS},
@@ -147,6 +152,7 @@ int main(int argc, char **argv)
 		{"ca-cert", required_argument, NULL, O_CACERT},
 		{"ca-key", required_argument, NULL, O_CAKEY},
 		{"cert-ttl", required_argument, NULL, O_CERTTTL},
+		{"pod-listeners", required_argument, NULL, O_PODL},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -170,6 +176,16 @@ int main(int argc, char **argv)
 		case O_METRICS: r = parse_u32("--metrics-port", optarg, 1, 65535, &v); o->metrics_port = (uint16_t)v; break;
 		case O_CACERT: o->ca_cert_path = optarg; break;
 		case O_CAKEY: o->ca_key_path = optarg; break;
+		case O_PODL:
+			if (!strcmp(optarg, "per-shard"))
+				o->pod_listeners_per_shard = true;
+			else if (!strcmp(optarg, "shared"))
+				o->pod_listeners_per_shard = false;
+			else {
+				fprintf(stderr, "zring: --pod-listeners: want shared or per-shard\n");
+				return 2;
+			}
+			break;
 		case O_CERTTTL: r = parse_u32("--cert-ttl", optarg, 2, 365 * 86400, &o->cert_ttl_s); break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;

@@ -30,7 +30,10 @@ struct zt_pod {
 	char uid[257], name[257], namespace_[257], service_account[257];
 	char key[516]; /* "namespace/name": the pod's workload in the snapshot */
 	int netns_fd;
-	int lfd[3]; /* outbound (15001), inbound plaintext (15006), HBONE (15008) */
+	/* Listeners: outbound (15001), inbound plaintext (15006), HBONE (15008).
+	 * Shared: lfd[k] for every shard. Per shard: lfd[3 * shard + k]. */
+	int *lfd;
+	unsigned n_lfd;
 	_Atomic unsigned refs;
 	bool seen;  /* control thread: announced since the last (re)connect */
 	bool deleting;
@@ -52,6 +55,7 @@ struct zt_engine_opts {
 	const char *config_path;    /* LOCAL_XDS_PATH */
 	enum zt_proxy_mode mode;    /* PROXY_MODE */
 	const char *inpod_uds;      /* INPOD_UDS */
+	bool pod_listeners_per_shard; /* --pod-listeners per-shard (else shared) */
 	uint32_t cert_ttl_s;        /* workload certificate lifetime (24 h) */
 	const char *ca_cert_path;   /* embedded CA root: load, or generate and save */
 	const char *ca_key_path;

@@ -401,8 +401,10 @@ static void pod_add(struct zt_shard *s, struct zt_pod *pod)
 	s->pods = sp;
 	static const enum zt_listener_kind kinds[3] = {ZT_LISTEN_OUTBOUND, ZT_LISTEN_INBOUND,
 						       ZT_LISTEN_HBONE};
-	for (int i = 0; i < 3; i++)
-		if (pod->lfd[i] >= 0 && listener_new(s, pod->lfd[i], false, kinds[i], sp))
+	unsigned base = pod->n_lfd > 3 ? 3 * s->id : 0; /* per-shard sets */
+	for (unsigned i = 0; i < 3 && base + i < pod->n_lfd; i++)
+		if (pod->lfd[base + i] >= 0 &&
+		    listener_new(s, pod->lfd[base + i], false, kinds[i], sp))
 			sp->listeners++;
 }
 
