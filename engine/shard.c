@@ -433,9 +433,11 @@ static void read_mailbox(struct zt_shard *s)
 		unsigned n;
 		pthread_mutex_lock(&s->mb_lock);
 		n = s->mb_len < 64 ? s->mb_len : 64;
-		memcpy(local, s->mb, n * sizeof(*local));
-		memmove(s->mb, s->mb + n, (s->mb_len - n) * sizeof(*local));
-		s->mb_len -= n;
+		if (n) {
+			memcpy(local, s->mb, n * sizeof(*local));
+			memmove(s->mb, s->mb + n, (s->mb_len - n) * sizeof(*local));
+			s->mb_len -= n;
+		}
 		pthread_mutex_unlock(&s->mb_lock);
 		if (!n)
 			return;

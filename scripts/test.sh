@@ -3,7 +3,7 @@
 # "N passed, N failed, N skipped" (scripts/summary.py). Exits non-zero if anything
 # failed or no test ran at all.
 #   build/       unit, integ (serially: namespaces, fixed ports), fuzz
-#   build-asan/  unit, fuzz under ASan+UBSan
+#   build-asan/  unit, fuzz, integ under ASan+UBSan
 #   build-tsan/  tsan
 set -uo pipefail
 
@@ -52,6 +52,10 @@ run unit build --suite unit --num-processes 2
 run integ build --suite integ --num-processes 1
 run fuzz build --suite fuzz --num-processes 2
 run asan build-asan --suite unit --suite fuzz --num-processes 2 --timeout-multiplier 3
+# the integration tests again against the ASan+UBSan zring: any report stops it
+# (UBSan halts, LeakSanitizer makes its exit code non-zero), so tests fail
+UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
+	run integ-asan build-asan --suite integ --num-processes 1 --timeout-multiplier 3
 run tsan build-tsan --suite tsan --num-processes 2 --timeout-multiplier 3 "${tsan_wrap[@]}"
 
 shopt -s nullglob
