@@ -40,17 +40,39 @@ IF_C, IF_S = "zbc0", "zbs0"
 IP_C, IP_S = "10.77.0.1", "10.77.0.2"
 PORT_IPERF, PORT_ECHO = 5201, 9000
 ZRING_MARK = "0x539/0xfff"
+# Local config for every zring of the bench: the two "pods" as plain-TCP workloads (inbound
+# 15006 only serves known workloads, as ztunnel does). Outbound to a TCP workload is a plain
+# passthrough to the original destination.
+ZRING_CONFIG = """\
+# written by bench/run.py
+workloads:
+- uid: Kubernetes//Pod/bench/client
+  name: client
+  namespace: bench
+  serviceAccount: client
+  workloadIps: ["%s"]
+  protocol: TCP
+- uid: Kubernetes//Pod/bench/server
+  name: server
+  namespace: bench
+  serviceAccount: server
+  workloadIps: ["%s"]
+  protocol: TCP
+""" % ("10.77.0.1", "10.77.0.2")
 
-ALL_CONFIGS = ["direct", "zring", "zring-log", "haproxy1", "zring-pair", "haproxy-pair", "haproxy-mtls"]
+ALL_CONFIGS = ["direct", "zring", "zring-log", "zring-buf256k", "haproxy1", "zring-pair", "haproxy-pair",
+               "haproxy-mtls"]
 DEFAULT_CONFIGS = ["direct", "zring", "zring-log", "haproxy1", "zring-pair", "haproxy-pair"]
-PROXIES = {"direct": 0, "zring": 1, "zring-log": 1, "haproxy1": 1, "zring-pair": 2,
+PROXIES = {"direct": 0, "zring": 1, "zring-log": 1, "zring-buf256k": 1, "haproxy1": 1, "zring-pair": 2,
            "haproxy-pair": 2, "haproxy-mtls": 2}
 # HAProxy path with the same number of proxies, for the "x HAProxy (same count)" column.
-SAME_COUNT_PEER = {"zring": "haproxy1", "zring-log": "haproxy1", "zring-pair": "haproxy-pair"}
+SAME_COUNT_PEER = {"zring": "haproxy1", "zring-log": "haproxy1", "zring-buf256k": "haproxy1", "zring-pair": "haproxy-pair"}
 DESCR = {
     "direct": "direct TCP (no proxy)",
     "zring": "zring, 1 proxy (client ns), plain relay",
     "zring-log": "zring, 1 proxy, access log on (RUST_LOG=info, to a file)",
+    "zring-buf256k": "zring, 1 proxy, `--buf-size 262144` (256 KiB provided buffers, like HAProxy's "
+                     "tune.bufsize; default is 64 KiB)",
     "haproxy1": "HAProxy, 1 proxy (client ns), plain TCP",
     "zring-pair": "zring pair: outbound 15001 (client ns) + inbound 15006 (server ns)",
     "haproxy-pair": "HAProxy pair, plain TCP (client ns + server ns)",
@@ -232,16 +254,15 @@ class Trial:
     def setup_direct(self):
         pass
 
-    def _zring(self, ns, name, log_on):
+    def _zring(self, ns, name, log_on, extra=()):
         e = self.env
         cfg = os.path.join(e.out, "zring-config.yaml")
-        if not os.path.exists(cfg):
-            with open(cfg, "w") as f:
-                f.write("workloads: []\n")
+        with open(cfg, "w") as f:
+            f.write(ZRING_CONFIG)
         env = dict(os.environ)
         env["RUST_LOG"] = "info" if log_on else e.args.zring_log
         env.pop("LOG_FORMAT", None)
-        cmd = [e.zring, "--config", cfg, "--shards", "1"] + e.args.zring_arg
+        cmd = [e.zring, "--config", cfg, "--shards", "1"] + list(extra) + e.args.zring_arg
         if e.placement == "none":
             cmd.append("--no-pin")
         logf = open(os.path.join(e.out, "logs", "%s-%s-%s.log" % (name, e.placement, self.tag)), "w")
@@ -278,6 +299,10 @@ class Trial:
     def setup_zring_log(self):
         self._capture_out(15001, ["-m", "mark", "!", "--mark", ZRING_MARK])
         self._zring(NS_C, "zring-out-log", True)
+
+    def setup_zring_buf256k(self):
+        self._capture_out(15001, ["-m", "mark", "!", "--mark", ZRING_MARK])
+        self._zring(NS_C, "zring-out-buf256k", False, ["--buf-size", "262144"])
 
     def setup_zring_pair(self):
         self._capture_in(15006)
@@ -356,10 +381,12 @@ def m_tput(t, secs, reverse=False):
         cmd.append("-R")
     COMMANDS["throughput" + (" (reverse)" if reverse else "")] = "ip netns exec %s %s" % (NS_C, shlex.join(cmd))
     c0, w0 = t.proxy_cpu_secs(), time.monotonic()
-    out = sh(e.pin(cmd), ns=NS_C, timeout=secs + 30)
+    out = sh(e.pin(cmd), ns=NS_C, timeout=secs + 30, check=False)
     c1, w1 = t.proxy_cpu_secs(), time.monotonic()
     j = json.loads(out)
     t.check_alive()
+    if "error" in j:
+        raise RuntimeError("iperf3: " + j["error"])
     gbps = j["end"]["sum_received"]["bits_per_second"] / 1e9
     # CPU of the proxies over the whole iperf3 run (including the omitted first second),
     # against the bytes of the whole run (rate x (secs + 1)).
@@ -391,8 +418,8 @@ def m_perf_tput(t, secs, label):
     PROCS.remove(ip)
     gbps = json.loads(out)["end"]["sum_received"]["bits_per_second"] / 1e9
     for name, data, _ in perfs:
-        COMMANDS["perf (%s)" % name] = "perf record -g -p PID -- sleep %d; perf report --no-children " \
-            "--sort dso,sym" % max(1, secs - 2)
+        COMMANDS["perf (each proxy, during iperf3 -t %d)" % secs] = "perf record -g -p PID -- sleep %d; " \
+            "perf report --stdio --no-children -g none --sort dso,sym" % max(1, secs - 2)
         rep = os.path.join(e.out, "perf-%s-%s.txt" % (label, name))
         txt = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children",
                               "--percent-limit", "1", "-g", "none", "--sort", "dso,sym"],
@@ -539,6 +566,53 @@ def machine_load(secs=2.0):
     return busy, top[:5]
 
 
+class ForeignLoad:
+    """CPU used during a trial by processes that are not part of it, in % of all CPUs.
+
+    busy jiffies of the machine (/proc/stat) minus the trial's own: this script and its
+    reaped children (load generators), the proxies and servers, and ksoftirqd (which mostly
+    carries the trial's packets). Approximate (tick accounting), good enough to spot a
+    compile or a test suite running next to the benchmark."""
+
+    def __init__(self, trial):
+        self.t = trial
+        self.b0, self.o0 = self._busy(), self._ours()
+
+    @staticmethod
+    def _busy():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v) - v[3] - v[4], sum(v)
+
+    def _ours(self):
+        tm = os.times()
+        hz = os.sysconf("SC_CLK_TCK")
+        own = (tm.user + tm.system + tm.children_user + tm.children_system) * hz
+        pids = [p.pid for _, p in self.t.proxies] + [p.pid for p in self.t.servers]
+        for pid in os.listdir("/proc"):
+            if pid.isdigit():
+                try:
+                    with open("/proc/%s/comm" % pid) as f:
+                        if f.read().startswith("ksoftirqd"):
+                            pids.append(int(pid))
+                except OSError:
+                    pass
+        for pid in pids:
+            try:
+                with open("/proc/%d/stat" % pid) as f:
+                    rest = f.read().rsplit(")", 1)[1].split()
+                own += int(rest[11]) + int(rest[12])
+            except (OSError, IndexError, ValueError):
+                pass
+        return own
+
+    def stop(self):
+        (b1, t1), o1 = self._busy(), self._ours()
+        total = max(1, t1 - self.b0[1])
+        foreign = (b1 - self.b0[0]) - (o1 - self.o0)
+        return max(0.0, 100.0 * foreign / total)
+
+
 def load_text(busy, top):
     s = "%.0f%% of all CPUs busy" % busy
     if top:
@@ -603,6 +677,11 @@ def report(env, configs, allres, cmdline, started, info, stamp):
         L.append("Before each of the %d trials the harness waited (up to %d s) for the other CPU use to drop to "
                  "≤%.0f%%: %.0f s of waiting in all; %d trial(s) ran while the machine was still busy." % (
                      qs["trials"], a.wait_quiet, a.quiet_pct, qs["waited_s"], qs["busy_trials"]))
+    if qs and qs.get("foreign"):
+        f = sorted(qs["foreign"])
+        L.append("CPU used by other processes during the trials (%% of all CPUs): median %.0f%%, max %.0f%%; "
+                 "%d trial(s) discarded and re-run because it exceeded %.0f%%, %d kept although busy "
+                 "(retries exhausted)." % (statistics.median(f), f[-1], qs["retried"], a.quiet_pct, qs["kept_busy"]))
     L.append("")
     L.append("Topology: client netns `%s` (%s) —veth (MTU %s)— server netns `%s` (%s); load generators in the "
              "client ns, iperf3 -s and the zbench echo server in the server ns. Every (path, repetition) "
@@ -655,6 +734,9 @@ def report(env, configs, allres, cmdline, started, info, stamp):
              "net.ipv4.tcp_tw_reuse=1`." % (NS_C, NS_S, IF_C, NS_C, IF_S, NS_S, IP_C, IP_S))
     L.append("Servers (server ns): `iperf3 -s -p %d`, `%s server -p %d -t 1`." % (
         PORT_IPERF, os.path.relpath(env.zbench, ROOT), PORT_ECHO))
+    L.append("zring config (`%s`, written by run.py): two workloads, client %s and server "
+             "%s, `protocol: TCP` (inbound 15006 serves only known workloads; outbound to them is a plain "
+             "passthrough)." % (os.path.relpath(os.path.join(env.out, "zring-config.yaml"), ROOT), IP_C, IP_S))
     L.append("Placement prefixes: split → `taskset -c 0` for load generators and servers, `taskset -c 1` for "
              "proxies; one → `taskset -c 0` for everything; none → no taskset, zring gets `--no-pin`.")
     L.append("")
@@ -838,6 +920,9 @@ def main():
                     "drop to --quiet-pct (default 120; 0 = don't wait)")
     ap.add_argument("--wait-budget", type=int, default=1800,
                     help="stop waiting for quiet once this many seconds were spent waiting (default 1800)")
+    ap.add_argument("--retries", type=int, default=2,
+                    help="re-run a trial (up to N times) when other processes used more than --quiet-pct of "
+                    "the CPUs during it (default 2)")
     ap.add_argument("--quiet-pct", type=float, default=8, help="see --wait-quiet (default 8%% of all CPUs)")
     ap.add_argument("--publish", action="store_true", help="also copy the report to bench/RESULTS.md")
     a = ap.parse_args()
@@ -922,7 +1007,7 @@ def main():
         s = str(e).strip()
         return s.splitlines()[0] if s else repr(e)
 
-    quiet_stats = {"trials": 0, "waited_s": 0.0, "busy_trials": 0}
+    quiet_stats = {"trials": 0, "waited_s": 0.0, "busy_trials": 0, "foreign": [], "retried": 0, "kept_busy": 0}
     allres["_quiet"] = quiet_stats
 
     def wait_quiet():
@@ -945,45 +1030,63 @@ def main():
         if w > 2:
             log("  waited %.0f s for other load to stop" % w)
 
+    timed = [m for m in a.metrics if m in ("tput", "lat", "conn")]
+
+    def run_trial(t, c, tag, out):
+        if "tput" in timed:
+            for key in ("tput", "tput_rev") if a.reverse else ("tput",):
+                g, cpu = m_tput(t, a.tput_secs, reverse=key == "tput_rev")
+                out[key], out[key + "_cpu"] = g, cpu
+                log("%s throughput%s %.2f Gbit/s (proxy CPU %.0f%% of a core%s)" % (
+                    tag, " -R" if key == "tput_rev" else "", g, 100 * cpu["cpu_frac"],
+                    ", %.0f ms/GB" % cpu["cpu_ms_per_gb"] if cpu["cpu_ms_per_gb"] else ""))
+        if "lat" in timed:
+            for size in a.sizes:
+                j = out["lat%d" % size] = m_lat(t, size, a.lat_secs)
+                log("%s latency %4dB p50 %.1f p99 %.1f us (%d samples)" % (
+                    tag, size, j["p50_us"], j["p99_us"], j["samples"]))
+        if "conn" in timed:
+            j = out["conn"] = m_conn(t, a.conn_secs, a.conc)
+            log("%s conn/s %.0f (errors %d, unfinished %d, p99 %.0f us, proxy CPU %.0f%%%s)" % (
+                tag, j["conns_per_s"], j["errors"], j["unfinished"], j["p99_us"],
+                100 * j["proxy_cpu_frac"], ", %.0f us/conn" % j["proxy_cpu_us_per_conn"]
+                if j["proxy_cpu_us_per_conn"] else ""))
+        if c == "zring-log":
+            out["log_lines"] = sum(1 for lf in t.logs for _ in open(lf))
+            log("%s access log: %d lines" % (tag, out["log_lines"]))
+
     try:
-        timed = [m for m in a.metrics if m in ("tput", "lat", "conn")]
         for pl in a.placements:
             env.set_placement(pl)
             res = allres[pl] = {c: {} for c in configs}
             # Repetition-major, so every path sees the same drift.
             for rep in range(a.runs if timed else 0):
                 for c in configs:
-                    tag = "[%s r%d] %-13s" % (pl, rep, c)
-                    wait_quiet()
-                    try:
-                        with Trial(env, c, "r%d" % rep) as t:
-                            if "tput" in timed:
-                                for key in ("tput", "tput_rev") if a.reverse else ("tput",):
-                                    g, cpu = m_tput(t, a.tput_secs, reverse=key == "tput_rev")
-                                    res[c].setdefault(key, []).append(g)
-                                    res[c].setdefault(key + "_cpu", []).append(cpu)
-                                    log("%s throughput%s %.2f Gbit/s (proxy CPU %.0f%% of a core%s)" % (
-                                        tag, " -R" if key == "tput_rev" else "", g, 100 * cpu["cpu_frac"],
-                                        ", %.0f ms/GB" % cpu["cpu_ms_per_gb"] if cpu["cpu_ms_per_gb"] else ""))
-                            if "lat" in timed:
-                                for size in a.sizes:
-                                    j = m_lat(t, size, a.lat_secs)
-                                    res[c].setdefault("lat%d" % size, []).append(j)
-                                    log("%s latency %4dB p50 %.1f p99 %.1f us (%d samples)" % (
-                                        tag, size, j["p50_us"], j["p99_us"], j["samples"]))
-                            if "conn" in timed:
-                                j = m_conn(t, a.conn_secs, a.conc)
-                                res[c].setdefault("conn", []).append(j)
-                                log("%s conn/s %.0f (errors %d, unfinished %d, p99 %.0f us, proxy CPU %.0f%%%s)" % (
-                                    tag, j["conns_per_s"], j["errors"], j["unfinished"], j["p99_us"],
-                                    100 * j["proxy_cpu_frac"], ", %.0f us/conn" % j["proxy_cpu_us_per_conn"]
-                                    if j["proxy_cpu_us_per_conn"] else ""))
-                            if c == "zring-log":
-                                lines = sum(1 for lf in t.logs for _ in open(lf))
-                                res[c].setdefault("log_lines", []).append(lines)
-                                log("%s access log: %d lines" % (tag, lines))
-                    except (RuntimeError, subprocess.TimeoutExpired, json.JSONDecodeError, KeyError) as e:
-                        err("%s r%d, %s: %s" % (pl, rep, c, first_line(e)))
+                    for attempt in range(1 + a.retries):
+                        tag = "[%s r%d%s] %-13s" % (pl, rep, "" if not attempt else " retry%d" % attempt, c)
+                        wait_quiet()
+                        out = {}
+                        try:
+                            with Trial(env, c, "r%d" % rep) as t:
+                                meter = ForeignLoad(t)
+                                run_trial(t, c, tag, out)
+                                foreign = meter.stop()
+                        except (RuntimeError, subprocess.TimeoutExpired, json.JSONDecodeError, KeyError) as e:
+                            err("%s r%d, %s: %s" % (pl, rep, c, first_line(e)))
+                            break
+                        quiet_stats["foreign"].append(foreign)
+                        busy = foreign > a.quiet_pct
+                        log("%s other processes used %.0f%% of the CPUs during the trial%s" % (
+                            tag, foreign, " — discarding and retrying" if busy and attempt < a.retries else ""))
+                        if busy and attempt < a.retries:
+                            quiet_stats["retried"] += 1
+                            continue
+                        if busy:
+                            quiet_stats["kept_busy"] += 1
+                        for k, v in out.items():
+                            res[c].setdefault(k, []).append(v)
+                        res[c].setdefault("foreign_pct", []).append(foreign)
+                        break
         env.set_placement(a.placements[0])
         if "rss" in a.metrics:
             for c in configs:
@@ -1001,7 +1104,9 @@ def main():
                     err("rss, %s: %s" % (c, first_line(e)))
         if a.perf:
             allres["_perf"] = []
-            for c in [x for x in configs if x in ("zring", "haproxy1", "zring-pair", "haproxy-pair", "haproxy-mtls")]:
+            for c in [x for x in configs if x in (
+                    "zring", "zring-buf256k", "haproxy1", "zring-pair", "haproxy-pair", "haproxy-mtls")]:
+                wait_quiet()
                 try:
                     with Trial(env, c, "perf") as t:
                         gbps, reps = m_perf_tput(t, max(6, a.tput_secs), c)
