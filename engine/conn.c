@@ -351,19 +351,10 @@ static void on_connect(struct zt_shard *s, struct zt_conn *c, struct io_uring_cq
 {
 	if (c->state != ZT_CONN_CONNECTING)
 		return;
-	int res = cqe->res;
-	if (res == 0) {
-		/* Seen on 6.18: a connect refused by ICMP (host unreachable)
-		 * completes with 0 and leaves the error on the socket. */
-		int err = 0;
-		socklen_t l = sizeof(err);
-		if (getsockopt(c->fd[1], SOL_SOCKET, SO_ERROR, &err, &l) == 0 && err)
-			res = -err;
-	}
+	int res = zt_sock_connect_result(c->fd[1], cqe->res);
 	if (res < 0) {
-		int e = res == -ECANCELED ? -ETIMEDOUT : res;
 		c->response_flag = "CONNECT";
-		conn_abort(s, c, e, "upstream connect failed", 1u);
+		conn_abort(s, c, res, "upstream connect failed", 1u);
 		return;
 	}
 	start_relay(s, c);

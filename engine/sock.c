@@ -97,6 +97,19 @@ int zt_sock_set_transparent(int fd)
 	return r ? -errno : 0;
 }
 
+int zt_sock_connect_result(int fd, int res)
+{
+	if (res == -ECANCELED)
+		return -ETIMEDOUT;
+	if (res == 0) {
+		int err = 0;
+		socklen_t l = sizeof(err);
+		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) == 0 && err)
+			return -err;
+	}
+	return res;
+}
+
 void zt_sock_nodelay(int fd)
 {
 	int one = 1;

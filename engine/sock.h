@@ -24,6 +24,11 @@ void zt_sock_nodelay(int fd);
  * rules hand it (istio-cni's in-pod inbound capture). Needs CAP_NET_ADMIN.
  * Returns 0 or -errno. */
 int zt_sock_set_transparent(int fd);
+/* The outcome of an io_uring connect on `fd` whose completion gave `res`:
+ * -ETIMEDOUT when its linked timeout cancelled it, the error left on the
+ * socket when it "succeeded" anyway (seen on 6.18: a connect refused by ICMP
+ * host unreachable completes with 0), else `res`. */
+int zt_sock_connect_result(int fd, int res);
 /* Make the next close() send RST instead of FIN. */
 void zt_sock_set_rst(int fd);
 

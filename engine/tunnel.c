@@ -1008,17 +1008,11 @@ void zt_tun_complete(struct zt_shard *s, struct zt_op *op, struct io_uring_cqe *
 	case ZT_OP_HC_CONNECT: {
 		hc = OF(struct hconn, op, connect_op);
 		hc->inflight--;
-		int res = cqe->res;
-		if (res == 0) {
-			int e = 0;
-			socklen_t l = sizeof(e);
-			if (!getsockopt(hc->fd, SOL_SOCKET, SO_ERROR, &e, &l) && e)
-				res = -e;
-		}
+		int res = zt_sock_connect_result(hc->fd, cqe->res);
 		if (res < 0) {
 			char a[ZT_ADDRSTRLEN];
 			ZT_WARN(TARGET, "HBONE connect to %s: %s", zt_sockaddr_str(&hc->peer, a, sizeof(a)),
-				strerror(res == -ECANCELED ? ETIMEDOUT : -res));
+				strerror(-res));
 			hc_close(hc, res, "connect failed");
 		} else if (!hc->closed) {
 			hc->connected = true;
@@ -1110,13 +1104,7 @@ void zt_tun_complete(struct zt_shard *s, struct zt_op *op, struct io_uring_cqe *
 	case ZT_OP_TUN_CONNECT: {
 		t = OF(struct tun, op, connect_op);
 		t->inflight--;
-		int res = cqe->res;
-		if (res == 0) {
-			int e = 0;
-			socklen_t l = sizeof(e);
-			if (!getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &e, &l) && e)
-				res = -e;
-		}
+		int res = zt_sock_connect_result(t->fd, cqe->res);
 		if (t->state == T_CLOSING)
 			break;
 		if (res < 0) {
@@ -1126,9 +1114,7 @@ void zt_tun_complete(struct zt_shard *s, struct zt_op *op, struct io_uring_cqe *
 				hc_flush(t->hc);
 			}
 			t->flag = "CONNECT";
-			tun_fail(s, t, res == -ECANCELED ? -ETIMEDOUT : res, false,
-				 "upstream connect failed: %s",
-				 strerror(res == -ECANCELED ? ETIMEDOUT : -res));
+			tun_fail(s, t, res, false, "upstream connect failed: %s", strerror(-res));
 			break;
 		}
 		if (t->stream_live) {

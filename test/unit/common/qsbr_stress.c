@@ -90,6 +90,10 @@ int main(void)
 	for (uint64_t g = 2; g <= PUBLICATIONS; g++) {
 		struct obj *old = zt_rcu_publish(&cur, make(g));
 		zt_qsbr_retire(&q, old, obj_free);
+		/* right after the retire a reader has usually not passed a
+		 * quiescent point yet: the object must still be pending */
+		if (q.n_retired > max_pending)
+			max_pending = q.n_retired;
 		/* give readers time to hold the old object across the retire */
 		for (volatile int k = 0; k < 2000; k++)
 			;
