@@ -53,6 +53,16 @@ static void *reader(void *arg)
 			last = o->gen;
 			n++;
 		}
+		if (id == 0 && (n & 16383) == 64) {
+			/* Hold one object across a long pause without a quiescent
+			 * point: the writer's retirements must wait for us, and the
+			 * object must still be intact (not freed) afterwards. */
+			struct obj *held = zt_rcu_deref(&cur);
+			uint64_t gen = held->gen;
+			usleep(2000);
+			if (held->magic != MAGIC || held->gen != gen)
+				atomic_fetch_add_explicit(&bad, 1, memory_order_relaxed);
+		}
 		zt_qsbr_quiescent(&q, id);
 		if ((n & 65535) == 0) { /* go offline now and then, like a shard waiting */
 			zt_qsbr_offline(&q, id);
