@@ -3,8 +3,15 @@
  * Each direction reads into the shard's provided buffers (the kernel picks a
  * buffer only when data is there, so idle connections hold none) and sends
  * them on in order, one send in flight. A direction re-arms its recv only
- * while it holds less than conn_buf_cap unsent bytes: that is the
- * backpressure, and the bound is strict (cap + one buffer).
+ * while it holds less than conn_buf_cap unsent bytes, for at most the room
+ * left: that is the backpressure, and the bound is strict (the cap).
+ *
+ * Unsent bytes normally wait in the provided buffers themselves (no copy).
+ * When the shard runs out of buffers, zt_conn_reclaim() cancels the sends of
+ * directions that hold some, moves their bytes into a private ring
+ * (spill.h) and returns the buffers; such a direction keeps appending to its
+ * ring until the reader has caught up. So readers that stop reading cost their
+ * own cap in memory and never starve the rest of the shard.
  *
  * Why single-shot recv and not multishot: a multishot recv posts a burst of
  * completions before a cancel can land; measured in relay_test it held 1.6 MB
@@ -32,6 +39,7 @@
 #include "engine/accesslog.h"
 #include "engine/shard-t.h"
 #include "engine/sock.h"
+#include "engine/spill.h"
 #include "engine/tunnel.h"
 #include "xds/snapshot.h"
 
@@ -112,6 +120,9 @@ static void finish(struct zt_shard *s, struct zt_conn *c)
 			d->starved = false;
 			s->n_starved--;
 		}
+		free(d->spill);
+		d->spill = NULL;
+		d->reclaim = false;
 	}
 	for (int i = 0; i < 2; i++)
 		if (c->fd[i] >= 0) {
@@ -179,12 +190,22 @@ static void arm_recv(struct zt_shard *s, struct zt_conn *c, int dir)
 		conn_abort(s, c, -ENOMEM, "submission queue full", 3);
 		return;
 	}
-	io_uring_prep_recv(sqe, c->fd[dir], NULL, 0, 0);
+	/* At most the room left under the cap: what a direction holds never
+	 * exceeds conn_buf_cap. */
+	uint32_t cap = s->rt->opts.conn_buf_cap;
+	io_uring_prep_recv(sqe, c->fd[dir], NULL, d->q_bytes < cap ? cap - d->q_bytes : 1, 0);
 	sqe->flags |= IOSQE_BUFFER_SELECT;
 	sqe->buf_group = ZT_BUF_GROUP;
 	io_uring_sqe_set_data(sqe, &d->recv_op);
 	d->recv_armed = true;
 	c->inflight++;
+}
+
+/* Move the direction's queued provided buffers into its spill ring. */
+static void spill_queue(struct zt_shard *s, struct zt_conn *c, int dir)
+{
+	struct zt_dir *d = &c->d[dir];
+	zt_shard_spill_queue(s, &d->spill, &d->q_head, &d->q_tail, &d->q_off);
 }
 
 static void send_head(struct zt_shard *s, struct zt_conn *c, int dir)
@@ -196,8 +217,13 @@ static void send_head(struct zt_shard *s, struct zt_conn *c, int dir)
 		conn_abort(s, c, -ENOMEM, "submission queue full", 3);
 		return;
 	}
-	io_uring_prep_send(sqe, c->fd[!dir], s->bufs + (size_t)b * s->buf_size + d->q_off,
-			   s->buf_len[b] - d->q_off, MSG_NOSIGNAL);
+	if (d->spill) {
+		zt_spill_msg(d->spill);
+		io_uring_prep_sendmsg(sqe, c->fd[!dir], &d->spill->msg, MSG_NOSIGNAL);
+	} else {
+		io_uring_prep_send(sqe, c->fd[!dir], s->bufs + (size_t)b * s->buf_size + d->q_off,
+				   s->buf_len[b] - d->q_off, MSG_NOSIGNAL);
+	}
 	io_uring_sqe_set_data(sqe, &d->send_op);
 	d->send_inflight = true;
 	c->inflight++;
@@ -209,7 +235,7 @@ static void dir_progress(struct zt_shard *s, struct zt_conn *c, int dir)
 	struct zt_dir *d = &c->d[dir];
 	if (c->state != ZT_CONN_RELAYING)
 		return;
-	if (d->eof && d->q_head == ZT_BID_NONE && !d->send_inflight && !d->shut) {
+	if (d->eof && d->q_bytes == 0 && !d->send_inflight && !d->shut) {
 		shutdown(c->fd[!dir], SHUT_WR);
 		d->shut = true;
 	}
@@ -281,13 +307,26 @@ static void on_recv(struct zt_shard *s, struct zt_conn *c, int dir, struct io_ur
 			zt_shard_buf_return(s, b);
 			return;
 		}
-		s->buf_len[b] = (uint32_t)cqe->res;
-		s->buf_next[b] = ZT_BID_NONE;
-		if (d->q_tail == ZT_BID_NONE)
-			d->q_head = b;
-		else
-			s->buf_next[d->q_tail] = b;
-		d->q_tail = b;
+		if (d->spill) {
+			/* Spilled: keep the order, append behind the bytes
+			 * already there (recvs are armed only below the cap, so
+			 * the ring has room). */
+			uint32_t k = zt_spill_put(d->spill, s->bufs + (size_t)b * s->buf_size,
+						  (uint32_t)cqe->res);
+			zt_shard_buf_return(s, b);
+			if (k != (uint32_t)cqe->res) {
+				conn_abort(s, c, -ENOBUFS, "spill overflow", 3);
+				return;
+			}
+		} else {
+			s->buf_len[b] = (uint32_t)cqe->res;
+			s->buf_next[b] = ZT_BID_NONE;
+			if (d->q_tail == ZT_BID_NONE)
+				d->q_head = b;
+			else
+				s->buf_next[d->q_tail] = b;
+			d->q_tail = b;
+		}
 		d->q_bytes += (uint32_t)cqe->res;
 		if (!d->send_inflight)
 			send_head(s, c, dir);
@@ -322,27 +361,47 @@ static void on_send(struct zt_shard *s, struct zt_conn *c, int dir, struct io_ur
 	d->send_inflight = false;
 	if (c->state != ZT_CONN_RELAYING)
 		return;
+	if (cqe->res == -ECANCELED && d->reclaim) {
+		/* zt_conn_reclaim() stopped a send that was waiting for room:
+		 * nothing of it went out. Spill the queue and send from there. */
+		d->reclaim = false;
+		spill_queue(s, c, dir);
+		send_head(s, c, dir);
+		return;
+	}
 	if (cqe->res < 0) {
 		/* The receiving socket failed: reset the sender's side. */
 		conn_abort(s, c, cqe->res, dir == 0 ? "upstream write failed" : "downstream write failed",
 			   1u << dir);
 		return;
 	}
-	uint16_t b = d->q_head;
-	d->q_off += (uint32_t)cqe->res;
 	d->q_bytes -= (uint32_t)cqe->res;
 	d->bytes += (uint64_t)cqe->res;
 	if (c->series) /* request bytes are "received", response bytes "sent" */
 		atomic_fetch_add_explicit(dir == 0 ? &c->series->received : &c->series->sent,
 					  (uint64_t)cqe->res, memory_order_relaxed);
-	if (d->q_off == s->buf_len[b]) {
-		d->q_head = s->buf_next[b];
-		if (d->q_head == ZT_BID_NONE)
-			d->q_tail = ZT_BID_NONE;
-		d->q_off = 0;
-		zt_shard_buf_return(s, b);
+	if (d->spill) {
+		zt_spill_consume(d->spill, (uint32_t)cqe->res);
+		if (!d->spill->count) { /* caught up: back to the provided buffers */
+			free(d->spill);
+			d->spill = NULL;
+		}
+	} else {
+		uint16_t b = d->q_head;
+		d->q_off += (uint32_t)cqe->res;
+		if (d->q_off == s->buf_len[b]) {
+			d->q_head = s->buf_next[b];
+			if (d->q_head == ZT_BID_NONE)
+				d->q_tail = ZT_BID_NONE;
+			d->q_off = 0;
+			zt_shard_buf_return(s, b);
+		}
 	}
-	if (d->q_head != ZT_BID_NONE)
+	if (d->reclaim) { /* the cancel came too late: spill what is left */
+		d->reclaim = false;
+		spill_queue(s, c, dir);
+	}
+	if (d->q_bytes)
 		send_head(s, c, dir);
 	dir_progress(s, c, dir);
 }
@@ -599,6 +658,26 @@ void zt_conn_rearm_starved(struct zt_shard *s)
 		}
 		maybe_finish(s, c);
 		c = n;
+	}
+}
+
+void zt_conn_reclaim(struct zt_shard *s)
+{
+	for (struct zt_conn *c = s->live.next; c != &s->live; c = c->next) {
+		if (c->state != ZT_CONN_RELAYING)
+			continue;
+		for (int i = 0; i < 2; i++) {
+			struct zt_dir *d = &c->d[i];
+			if (!d->send_inflight || d->spill || d->reclaim || d->q_head == ZT_BID_NONE)
+				continue;
+			struct io_uring_sqe *sqe = zt_shard_sqe(s);
+			if (!sqe)
+				return;
+			io_uring_prep_cancel(sqe, &d->send_op, 0);
+			io_uring_sqe_set_data(sqe, NULL);
+			io_uring_sqe_set_flags(sqe, IOSQE_CQE_SKIP_SUCCESS);
+			d->reclaim = true;
+		}
 	}
 }
 

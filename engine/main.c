@@ -31,8 +31,8 @@ static void usage(FILE *f)
 		"  --no-pin             do not pin shards to CPUs\n"
 		"  --log-level SPEC     e.g. info or info,access=warn                [RUST_LOG]\n"
 		"  --log-json           JSON log lines                               [LOG_FORMAT=json]\n"
-		"  --buf-size BYTES     provided buffer size (default 65536)\n"
-		"  --buf-count N        provided buffers per shard, power of two (default 256)\n"
+		"  --buf-size BYTES     provided buffer size (default 262144)\n"
+		"  --buf-count N        provided buffers per shard, power of two (default 64)\n"
 		"  --conn-buf BYTES     unsent bytes per direction before reads pause (default 262144)\n"
 		"  --connect-timeout MS upstream connect timeout (default 10000)\n"
 		"  --drain-seconds S    drain deadline on SIGTERM   [TERMINATION_GRACE_PERIOD_SECONDS rule]\n"
@@ -97,8 +97,8 @@ int main(int argc, char **argv)
 
 	*o = (struct zt_engine_opts){
 		.pin = true,
-		.buf_size = 65536,
-		.buf_count = 256,
+		.buf_size = 262144,
+		.buf_count = 64,
 		.conn_buf_cap = 262144,
 		.connect_timeout_ms = 10000,
 		.outbound_port = 15001,

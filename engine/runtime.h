@@ -66,6 +66,7 @@ struct zt_uring_features {
 	bool multishot_accept; /* else one accept per SQE, re-armed */
 	bool buf_ring;         /* provided buffer rings (required) */
 	bool defer_taskrun;
+	bool multishot_recv;   /* recv multishot with provided buffers (6.0+) */
 };
 
 struct zt_runtime {

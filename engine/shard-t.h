@@ -85,6 +85,8 @@ struct zt_dir {
 	bool send_inflight;
 	bool eof;                /* read side saw FIN */
 	bool shut;               /* FIN forwarded (shutdown SHUT_WR on fd[!dir]) */
+	bool reclaim;            /* send cancelled to move the queue into `spill` */
+	struct zt_spill *spill;  /* unsent bytes in private memory (spill.h) */
 };
 
 enum zt_conn_state { ZT_CONN_CONNECTING = 0, ZT_CONN_RELAYING, ZT_CONN_CLOSING };
@@ -144,6 +146,7 @@ struct zt_shard {
 	uint16_t *buf_next; /* queue links, indexed by buffer id */
 	uint32_t *buf_len;  /* bytes in each queued buffer */
 	unsigned n_starved;
+	uint64_t reclaim_ms;     /* last zt_shard_reclaim() walk */
 
 	struct zt_conn live; /* list head */
 	unsigned n_conns;
@@ -162,6 +165,15 @@ struct zt_shard {
 void zt_conn_accepted(struct zt_shard *s, struct zt_listener *l, int fd);
 void zt_conn_complete(struct zt_shard *s, struct zt_op *op, struct io_uring_cqe *cqe);
 void zt_conn_rearm_starved(struct zt_shard *s);
+/* Move a queue of provided buffers (q_head..q_tail, the first q_off bytes of
+ * the head already sent) into *spill (created with conn_buf_cap of room if
+ * NULL) and return the buffers. false: no memory for the ring (nothing moved). */
+struct zt_spill;
+bool zt_shard_spill_queue(struct zt_shard *s, struct zt_spill **spill, uint16_t *q_head,
+			  uint16_t *q_tail, uint32_t *q_off);
+/* The shard ran out of provided buffers: connections holding some move their
+ * unsent bytes into private memory (spill.h). */
+void zt_conn_reclaim(struct zt_shard *s);
 void zt_conn_abort_all(struct zt_shard *s);
 void zt_conn_abort_pod(struct zt_shard *s, struct zt_shard_pod *sp);
 /* A new snapshot was published: close inbound connections it now denies. */

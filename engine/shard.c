@@ -16,6 +16,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "engine/sock.h"
+#include "engine/spill.h"
 #include "engine/tunnel.h"
 
 #define TARGET "shard"
@@ -82,6 +83,42 @@ struct io_uring_sqe *zt_shard_sqe(struct zt_shard *s)
  *  COOP_TASKRUN   (fallback for DEFER) no IPI to signal completions.
  *  SUBMIT_ALL     keep submitting after one SQE fails.
  *  CQSIZE         a CQ 4x the SQ: many multishot completions per submission. */
+bool zt_shard_spill_queue(struct zt_shard *s, struct zt_spill **spill, uint16_t *q_head,
+			  uint16_t *q_tail, uint32_t *q_off)
+{
+	if (*q_head == ZT_BID_NONE)
+		return true;
+	if (!*spill && !(*spill = zt_spill_new(s->rt->opts.conn_buf_cap)))
+		return false;
+	while (*q_head != ZT_BID_NONE) {
+		uint16_t b = *q_head;
+		zt_spill_put(*spill, s->bufs + (size_t)b * s->buf_size + *q_off, s->buf_len[b] - *q_off);
+		*q_off = 0;
+		*q_head = s->buf_next[b];
+		zt_shard_buf_return(s, b);
+	}
+	*q_tail = ZT_BID_NONE;
+	atomic_fetch_add_explicit(&s->stats.spills, 1, memory_order_relaxed);
+	return true;
+}
+
+/* After a batch of completions: if receives ran out of provided buffers,
+ * connections holding some move them into private memory (at most every
+ * 10 ms), and starved receives are re-armed once buffers are back. */
+static void relieve_starvation(struct zt_shard *s)
+{
+	if (!s->n_starved && !zt_tun_starved(s))
+		return;
+	uint64_t now = zt_now_ms();
+	if (now - s->reclaim_ms >= 10) {
+		s->reclaim_ms = now;
+		zt_conn_reclaim(s);
+		zt_tun_reclaim(s);
+	}
+	if (s->n_starved)
+		zt_conn_rearm_starved(s);
+}
+
 static int setup_ring(struct zt_shard *s)
 {
 	static const unsigned tries[] = {
@@ -212,6 +249,8 @@ int zt_uring_probe(struct zt_uring_features *f)
 		f->defer_taskrun = true;
 		io_uring_queue_exit(&ring);
 	}
+	/* Multishot recv came in 6.0, before DEFER_TASKRUN (6.1). */
+	f->multishot_recv = f->defer_taskrun;
 	if (r == 0)
 		ZT_INFO(TARGET, "io_uring features: provided buffer rings, %s accept, %s",
 			f->multishot_accept ? "multishot" : "single-shot",
@@ -587,8 +626,7 @@ static void *shard_main(void *arg)
 			n++;
 		}
 		io_uring_cq_advance(&s->ring, n);
-		if (s->n_starved)
-			zt_conn_rearm_starved(s);
+		relieve_starvation(s);
 		if (s->pods_deleting)
 			expire_pods(s);
 		zt_tun_tick(s);

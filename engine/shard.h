@@ -32,6 +32,7 @@ int zt_shard_post(struct zt_shard *s, enum zt_shard_cmd cmd, struct zt_pod *pod)
 /* Shard statistics, readable from any thread (relaxed counters). */
 struct zt_shard_stats {
 	_Atomic uint64_t accepted, active, closed, failed, oom;
+	_Atomic uint64_t spills; /* queues moved out of the provided buffers (spill.h) */
 };
 const struct zt_shard_stats *zt_shard_stats(const struct zt_shard *s);
 /* The shard's metric series, read by the control thread when scraped. */

@@ -35,6 +35,7 @@
 #include "engine/metrics.h"
 #include "engine/shard-t.h"
 #include "engine/sock.h"
+#include "engine/spill.h"
 #include "hbone/certstore.h"
 #include "hbone/h2conn.h"
 #include "hbone/identity.h"
@@ -45,10 +46,18 @@
 #define CTX_CACHE 32
 #define HANDSHAKE_MS 10000
 
+/* stream -> socket bytes wait in chunks of CHUNK_BYTES: on_data appends to
+ * the tail chunk (records of up to 16 KiB coalesce, so a send moves up to
+ * CHUNK_SEND_MAX chunks at once), and spent chunks go back to a per-shard
+ * free list (at most CHUNK_POOL_MAX kept) instead of malloc/free per record. */
+#define CHUNK_BYTES (64u << 10)
+#define CHUNK_POOL_MAX 64u
+#define CHUNK_SEND_MAX 4
+
 struct chunk {
 	struct chunk *next;
 	uint32_t len, off;
-	uint8_t data[];
+	uint8_t data[CHUNK_BYTES];
 };
 
 struct hconn {
@@ -62,7 +71,7 @@ struct hconn {
 	struct __kernel_timespec ts;
 	struct sockaddr_in6 addr;
 	socklen_t addrlen;
-	bool recv_armed, send_inflight;
+	bool recv_armed, send_inflight, starved;
 	struct iovec iov[8]; /* the ciphertext in flight: h2conn's queue, in place */
 	struct msghdr msg;
 	int err;
@@ -95,9 +104,12 @@ struct tun {
 	uint16_t q_head, q_tail;
 	uint32_t q_off, q_bytes;
 	bool recv_armed, sock_eof, fin_sent, starved;
+	struct zt_spill *spill; /* the queue, moved out of the provided buffers */
 	/* stream -> socket */
 	struct chunk *c_head, *c_tail;
 	bool send_inflight, stream_eof, shut_sent;
+	struct iovec siov[CHUNK_SEND_MAX]; /* the send in flight, in place */
+	struct msghdr smsg;
 	uint64_t up, down, start_ns;
 	int error;
 	char err[200];
@@ -127,6 +139,9 @@ struct zt_tun_shard {
 	/* tuns touched from inside h2conn callbacks: looked at (finished,
 	 * freed) once the call into h2conn has returned */
 	struct tun *check;
+	struct chunk *spare; /* free chunks, n_spare of them */
+	unsigned n_spare;
+	unsigned n_starved; /* tuns and hconns waiting for provided buffers */
 };
 
 #define OF(T, op, field) ((T *)((char *)(op) - offsetof(T, field)))
@@ -145,6 +160,39 @@ static struct zt_tun_shard *ts_of(struct zt_shard *s)
 		s->tun->tuns.next = s->tun->tuns.prev = &s->tun->tuns;
 	}
 	return s->tun;
+}
+
+static struct chunk *chunk_get(struct zt_tun_shard *ts)
+{
+	struct chunk *c = ts->spare;
+	if (c) {
+		ts->spare = c->next;
+		ts->n_spare--;
+	} else if (!(c = malloc(sizeof(*c)))) {
+		return NULL;
+	}
+	c->next = NULL;
+	c->len = c->off = 0;
+	return c;
+}
+
+static void chunk_put(struct zt_tun_shard *ts, struct chunk *c)
+{
+	if (ts->n_spare >= CHUNK_POOL_MAX) {
+		free(c);
+		return;
+	}
+	c->next = ts->spare;
+	ts->spare = c;
+	ts->n_spare++;
+}
+
+static void chunks_put(struct zt_tun_shard *ts, struct chunk *c)
+{
+	for (struct chunk *n; c; c = n) {
+		n = c->next;
+		chunk_put(ts, c);
+	}
 }
 
 static void identity_of(const struct zt_workload *w, char *out, size_t len)
@@ -218,12 +266,13 @@ static void cancel_fd(struct zt_shard *s, int fd)
 	io_uring_sqe_set_flags(sqe, IOSQE_CQE_SKIP_SUCCESS);
 }
 
-static bool arm_recv_fd(struct zt_shard *s, int fd, struct zt_op *op)
+/* A recv into a provided buffer of at most `len` bytes (0: a whole buffer). */
+static bool arm_recv_fd(struct zt_shard *s, int fd, struct zt_op *op, uint32_t len)
 {
 	struct io_uring_sqe *sqe = zt_shard_sqe(s);
 	if (!sqe)
 		return false;
-	io_uring_prep_recv(sqe, fd, NULL, 0, 0);
+	io_uring_prep_recv(sqe, fd, NULL, len, 0);
 	sqe->flags |= IOSQE_BUFFER_SELECT;
 	sqe->buf_group = ZT_BUF_GROUP;
 	io_uring_sqe_set_data(sqe, op);
@@ -290,6 +339,10 @@ static void hc_maybe_free(struct hconn *hc)
 		return; /* flush the goodbye first */
 	struct zt_shard *s = hc->s;
 	struct zt_tun_shard *ts = s->tun;
+	if (hc->starved) {
+		hc->starved = false;
+		ts->n_starved--;
+	}
 	if (hc->fd >= 0) {
 		close(hc->fd);
 		hc->fd = -1;
@@ -320,14 +373,29 @@ static void hc_close(struct hconn *hc, int err, const char *why)
 		cancel_fd(hc->s, hc->fd);
 }
 
+/* The TLS socket's recv is multishot where the kernel has it: each buffer is
+ * fed to h2conn and returned at once, so a burst of completions cannot pile
+ * up buffers (what h2conn keeps is bounded by the HTTP/2 windows), and the
+ * socket stays armed instead of being re-armed per read. */
 static void hc_arm_recv(struct hconn *hc)
 {
-	if (hc->recv_armed || hc->closed || hc->fd < 0 || !hc->connected)
+	if (hc->recv_armed || hc->starved || hc->closed || hc->fd < 0 || !hc->connected)
 		return;
-	if (arm_recv_fd(hc->s, hc->fd, &hc->recv_op)) {
-		hc->recv_armed = true;
-		hc->inflight++;
+	struct zt_shard *s = hc->s;
+	if (!s->rt->uring.multishot_recv) {
+		if (!arm_recv_fd(s, hc->fd, &hc->recv_op, 0))
+			return;
+	} else {
+		struct io_uring_sqe *sqe = zt_shard_sqe(s);
+		if (!sqe)
+			return;
+		io_uring_prep_recv_multishot(sqe, hc->fd, NULL, 0, 0);
+		sqe->flags |= IOSQE_BUFFER_SELECT;
+		sqe->buf_group = ZT_BUF_GROUP;
+		io_uring_sqe_set_data(sqe, &hc->recv_op);
 	}
+	hc->recv_armed = true;
+	hc->inflight++;
 }
 
 static void hc_flush(struct hconn *hc)
@@ -430,12 +498,12 @@ static void tun_maybe_free(struct zt_shard *s, struct tun *t)
 	}
 	if (t->starved) {
 		t->starved = false;
-		s->n_starved--;
+		s->tun->n_starved--;
 	}
-	for (struct chunk *c = t->c_head, *n; c; c = n) {
-		n = c->next;
-		free(c);
-	}
+	chunks_put(s->tun, t->c_head);
+	t->c_head = t->c_tail = NULL;
+	free(t->spill);
+	t->spill = NULL;
 	if (t->fd >= 0)
 		close(t->fd);
 	tun_log(t);
@@ -493,7 +561,8 @@ static void tun_arm_recv(struct zt_shard *s, struct tun *t)
 	if (t->recv_armed || t->sock_eof || t->starved || t->state != T_OPEN ||
 	    t->q_bytes >= s->rt->opts.conn_buf_cap)
 		return;
-	if (arm_recv_fd(s, t->fd, &t->recv_op)) {
+	/* at most the room left under the cap (checked above: there is some) */
+	if (arm_recv_fd(s, t->fd, &t->recv_op, s->rt->opts.conn_buf_cap - t->q_bytes)) {
 		t->recv_armed = true;
 		t->inflight++;
 	}
@@ -504,22 +573,37 @@ static void tun_push(struct zt_shard *s, struct tun *t)
 {
 	if (t->state != T_OPEN || !t->stream_live)
 		return;
-	while (t->q_head != ZT_BID_NONE) {
+	while (t->q_bytes) {
 		uint16_t b = t->q_head;
-		ssize_t w = zt_h2c_write(t->hc->h2, t->sid, s->bufs + (size_t)b * s->buf_size + t->q_off,
-					 s->buf_len[b] - t->q_off);
+		const uint8_t *p;
+		uint32_t n;
+		if (t->spill) {
+			n = zt_spill_peek(t->spill, &p);
+		} else {
+			p = s->bufs + (size_t)b * s->buf_size + t->q_off;
+			n = s->buf_len[b] - t->q_off;
+		}
+		ssize_t w = zt_h2c_write(t->hc->h2, t->sid, p, n);
 		if (w < 0) {
 			tun_fail(s, t, (int)w, true, "tunnel write failed: %s", strerror((int)-w));
 			return;
 		}
 		if (w == 0)
 			break; /* on_writable resumes */
-		t->q_off += (uint32_t)w;
 		t->q_bytes -= (uint32_t)w;
 		t->up += (uint64_t)w;
 		if (t->series) /* outbound: request bytes; inbound: response bytes */
 			atomic_fetch_add_explicit(t->outbound ? &t->series->received : &t->series->sent,
 						  (uint64_t)w, memory_order_relaxed);
+		if (t->spill) {
+			zt_spill_consume(t->spill, (uint32_t)w);
+			if (!t->spill->count) {
+				free(t->spill);
+				t->spill = NULL;
+			}
+			continue;
+		}
+		t->q_off += (uint32_t)w;
 		if (t->q_off == s->buf_len[b]) {
 			t->q_head = s->buf_next[b];
 			if (t->q_head == ZT_BID_NONE)
@@ -528,7 +612,7 @@ static void tun_push(struct zt_shard *s, struct tun *t)
 			zt_shard_buf_return(s, b);
 		}
 	}
-	if (t->sock_eof && t->q_head == ZT_BID_NONE && !t->fin_sent) {
+	if (t->sock_eof && !t->q_bytes && !t->fin_sent) {
 		zt_h2c_close_write(t->hc->h2, t->sid);
 		t->fin_sent = true;
 	}
@@ -552,11 +636,23 @@ static void tun_send(struct zt_shard *s, struct tun *t)
 		}
 		return;
 	}
-	struct chunk *c = t->c_head;
 	struct io_uring_sqe *sqe = zt_shard_sqe(s);
 	if (!sqe)
 		return;
-	io_uring_prep_send(sqe, t->fd, c->data + c->off, c->len - c->off, MSG_NOSIGNAL);
+	struct chunk *c = t->c_head;
+	if (!c->next) {
+		io_uring_prep_send(sqe, t->fd, c->data + c->off, c->len - c->off, MSG_NOSIGNAL);
+	} else {
+		int n = 0;
+		for (; c && n < CHUNK_SEND_MAX; c = c->next, n++) {
+			t->siov[n].iov_base = c->data + c->off;
+			t->siov[n].iov_len = c->len - c->off;
+		}
+		memset(&t->smsg, 0, sizeof(t->smsg));
+		t->smsg.msg_iov = t->siov;
+		t->smsg.msg_iovlen = (size_t)n;
+		io_uring_prep_sendmsg(sqe, t->fd, &t->smsg, MSG_NOSIGNAL);
+	}
 	io_uring_sqe_set_data(sqe, &t->send_op);
 	t->send_inflight = true;
 	t->inflight++;
@@ -645,20 +741,29 @@ static void cb_data(void *ud, int32_t sid, void *sud, const uint8_t *p, size_t n
 	struct hconn *hc = ud;
 	if (t->state == T_CLOSING)
 		return;
-	struct chunk *c = malloc(sizeof(*c) + n);
-	if (!c) {
-		tun_fail(hc->s, t, -ENOMEM, true, "out of memory");
-		return;
+	while (n) {
+		/* Append to the tail chunk; bytes a send in flight points at stay
+		 * put, new ones go after them. */
+		struct chunk *c = t->c_tail;
+		if (!c || c->len == CHUNK_BYTES) {
+			if (!(c = chunk_get(hc->s->tun))) {
+				tun_fail(hc->s, t, -ENOMEM, true, "out of memory");
+				return;
+			}
+			if (t->c_tail)
+				t->c_tail->next = c;
+			else
+				t->c_head = c;
+			t->c_tail = c;
+		}
+		size_t k = CHUNK_BYTES - c->len;
+		if (k > n)
+			k = n;
+		memcpy(c->data + c->len, p, k);
+		c->len += (uint32_t)k;
+		p += k;
+		n -= k;
 	}
-	c->next = NULL;
-	c->len = (uint32_t)n;
-	c->off = 0;
-	memcpy(c->data, p, n);
-	if (t->c_tail)
-		t->c_tail->next = c;
-	else
-		t->c_head = c;
-	t->c_tail = c;
 	tun_send(hc->s, t);
 	mark(hc->s, t);
 }
@@ -978,7 +1083,6 @@ void zt_tun_accept_hbone(struct zt_shard *s, struct zt_listener *l, int fd)
 
 static void hc_on_recv(struct zt_shard *s, struct hconn *hc, struct io_uring_cqe *cqe)
 {
-	hc->recv_armed = false;
 	if (cqe->res > 0) {
 		uint16_t b = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
 		s->bufs_free--;
@@ -990,8 +1094,11 @@ static void hc_on_recv(struct zt_shard *s, struct hconn *hc, struct io_uring_cqe
 		return;
 	}
 	if (cqe->res == -ENOBUFS) {
-		/* rare: retry on the next loop via a fresh recv */
-		hc_arm_recv(hc);
+		/* out of provided buffers: zt_tun_tick re-arms once some are back */
+		if (!hc->starved) {
+			hc->starved = true;
+			s->tun->n_starved++;
+		}
 		return;
 	}
 	if (!hc->closed) {
@@ -1027,7 +1134,10 @@ void zt_tun_complete(struct zt_shard *s, struct zt_op *op, struct io_uring_cqe *
 		break;
 	case ZT_OP_HC_RECV:
 		hc = OF(struct hconn, op, recv_op);
-		hc->inflight--;
+		if (!(cqe->flags & IORING_CQE_F_MORE)) { /* the recv is over */
+			hc->inflight--;
+			hc->recv_armed = false;
+		}
 		hc_on_recv(s, hc, cqe);
 		break;
 	case ZT_OP_HC_SEND:
@@ -1054,20 +1164,34 @@ void zt_tun_complete(struct zt_shard *s, struct zt_op *op, struct io_uring_cqe *
 				zt_shard_buf_return(s, b);
 				break;
 			}
-			s->buf_len[b] = (uint32_t)cqe->res;
-			s->buf_next[b] = ZT_BID_NONE;
-			if (t->q_tail == ZT_BID_NONE)
-				t->q_head = b;
-			else
-				s->buf_next[t->q_tail] = b;
-			t->q_tail = b;
+			if (t->spill) { /* keep the order: behind the spilled bytes */
+				uint32_t k = zt_spill_put(t->spill, s->bufs + (size_t)b * s->buf_size,
+							  (uint32_t)cqe->res);
+				zt_shard_buf_return(s, b);
+				if (k != (uint32_t)cqe->res) {
+					tun_fail(s, t, -ENOBUFS, true, "spill overflow");
+					break;
+				}
+			} else {
+				s->buf_len[b] = (uint32_t)cqe->res;
+				s->buf_next[b] = ZT_BID_NONE;
+				if (t->q_tail == ZT_BID_NONE)
+					t->q_head = b;
+				else
+					s->buf_next[t->q_tail] = b;
+				t->q_tail = b;
+			}
 			t->q_bytes += (uint32_t)cqe->res;
 			tun_push(s, t);
 		} else if (cqe->res == 0) {
 			t->sock_eof = true;
 			tun_push(s, t);
 		} else if (cqe->res == -ENOBUFS) {
-			tun_arm_recv(s, t); /* provided buffers ran out: try again */
+			/* provided buffers ran out: zt_tun_tick re-arms later */
+			if (!t->starved) {
+				t->starved = true;
+				s->tun->n_starved++;
+			}
 		} else if (t->state != T_CLOSING) {
 			tun_fail(s, t, cqe->res, false, "%s reset: %s",
 				 t->outbound ? "downstream" : "upstream", strerror(-cqe->res));
@@ -1083,19 +1207,23 @@ void zt_tun_complete(struct zt_shard *s, struct zt_op *op, struct io_uring_cqe *
 		}
 		if (t->state == T_CLOSING)
 			break;
-		struct chunk *c = t->c_head;
-		c->off += (uint32_t)cqe->res;
 		t->down += (uint64_t)cqe->res;
 		if (t->series)
 			atomic_fetch_add_explicit(t->outbound ? &t->series->sent : &t->series->received,
 						  (uint64_t)cqe->res, memory_order_relaxed);
 		if (t->stream_live && t->hc)
 			zt_h2c_consumed(t->hc->h2, t->sid, (size_t)cqe->res);
-		if (c->off == c->len) {
-			t->c_head = c->next;
-			if (!t->c_head)
-				t->c_tail = NULL;
-			free(c);
+		for (uint32_t left = (uint32_t)cqe->res; left;) {
+			struct chunk *c = t->c_head;
+			uint32_t k = c->len - c->off < left ? c->len - c->off : left;
+			c->off += k;
+			left -= k;
+			if (c->off == c->len) {
+				t->c_head = c->next;
+				if (!t->c_head)
+					t->c_tail = NULL;
+				chunk_put(s->tun, c);
+			}
 		}
 		if (t->hc)
 			hc_flush(t->hc);
@@ -1195,9 +1323,47 @@ void zt_tun_recheck_policies(struct zt_shard *s, const struct zt_snapshot *snap)
 	}
 }
 
+/* The shard is short of provided buffers: tunnels whose queue waits for the
+ * HTTP/2 windows move it into private memory (spill.h). */
+void zt_tun_reclaim(struct zt_shard *s)
+{
+	struct zt_tun_shard *ts = s->tun;
+	if (!ts)
+		return;
+	for (struct tun *t = ts->tuns.next; t != &ts->tuns; t = t->next) {
+		if (!t->spill && t->q_head != ZT_BID_NONE &&
+		    !zt_shard_spill_queue(s, &t->spill, &t->q_head, &t->q_tail, &t->q_off))
+			return; /* out of memory: try again on the next walk */
+	}
+}
+
+unsigned zt_tun_starved(const struct zt_shard *s)
+{
+	return s->tun ? s->tun->n_starved : 0;
+}
+
+/* Re-arm the receives that ended with -ENOBUFS once buffers are back. */
+static void rearm_starved(struct zt_shard *s, struct zt_tun_shard *ts)
+{
+	for (struct hconn *hc = ts->hconns.next; hc != &ts->hconns && ts->n_starved; hc = hc->next)
+		if (hc->starved) {
+			hc->starved = false;
+			ts->n_starved--;
+			hc_arm_recv(hc);
+		}
+	for (struct tun *t = ts->tuns.next; t != &ts->tuns && ts->n_starved; t = t->next)
+		if (t->starved) {
+			t->starved = false;
+			ts->n_starved--;
+			tun_arm_recv(s, t);
+		}
+}
+
 void zt_tun_tick(struct zt_shard *s)
 {
 	struct zt_tun_shard *ts = s->tun;
+	if (ts && ts->n_starved && s->bufs_free >= 8)
+		rearm_starved(s, ts);
 	if (!ts || !ts->n_hconns)
 		return;
 	uint64_t now = zt_now_ms();
@@ -1264,10 +1430,8 @@ void zt_tun_shard_free(struct zt_shard *s)
 		return;
 	for (struct tun *t = ts->tuns.next, *n; t != &ts->tuns; t = n) {
 		n = t->next;
-		for (struct chunk *c = t->c_head, *cn; c; c = cn) {
-			cn = c->next;
-			free(c);
-		}
+		chunks_put(ts, t->c_head);
+		free(t->spill);
 		if (t->fd >= 0)
 			close(t->fd);
 		free(t);
@@ -1283,6 +1447,10 @@ void zt_tun_shard_free(struct zt_shard *s)
 		for (int k = 0; k < 2; k++)
 			if (ts->ctx[i].ctx[k])
 				wolfSSL_CTX_free(ts->ctx[i].ctx[k]);
+	for (struct chunk *c = ts->spare, *n; c; c = n) {
+		n = c->next;
+		free(c);
+	}
 	free(ts);
 	s->tun = NULL;
 }

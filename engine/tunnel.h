@@ -32,6 +32,10 @@ struct zt_snapshot;
 void zt_tun_recheck_policies(struct zt_shard *s, const struct zt_snapshot *snap);
 /* Once per loop: PING keepalive, idle pool eviction. */
 void zt_tun_tick(struct zt_shard *s);
+/* Out of provided buffers: move tunnels' queued bytes into private memory. */
+void zt_tun_reclaim(struct zt_shard *s);
+/* Tunnel receives waiting for provided buffers. */
+unsigned zt_tun_starved(const struct zt_shard *s);
 /* Drain: GOAWAY on every connection; reset everything at the deadline. */
 void zt_tun_drain(struct zt_shard *s, bool abort_all);
 /* Live tunnels and HBONE connections (the shard exits when both are 0). */
