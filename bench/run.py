@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""zring benchmark harness: direct TCP vs zring vs HAProxy, side by side, one run.
+"""zring benchmark harness: direct TCP vs zring vs HAProxy (vs nghttpx), side by side, one run.
 
 Topology (all traffic stays inside two network namespaces this script creates):
 
@@ -14,6 +14,12 @@ Paths ("configs"):
     zring-pair    zring in zbc (outbound) + zring in zbs (inbound 15006, PREROUTING REDIRECT)
     haproxy-pair  HAProxy in zbc + HAProxy in zbs (PREROUTING REDIRECT to :15106), plain TCP
     haproxy-mtls  HAProxy mTLS pair (TLS 1.3, client certs, PROXY v2 carries the destination)
+    zring-hbone   zring in zbc (outbound 15001) + zring in zbs, both workloads protocol HBONE:
+                  mTLS 1.3 + HTTP/2 CONNECT to 10.77.0.2:15008, one CA root (--ca-cert/--ca-key)
+    nghttpx-pair  HTTP/2 CONNECT over mTLS with nghttpx: zconnect shim (captured TCP -> HTTP/1
+                  CONNECT) -> nghttpx -s (h2+TLS backend, client cert) -> :15008 nghttpx -s
+                  (verify-client) -> zconnect terminator (HTTP/1 CONNECT -> TCP)
+    connect-pair  the two zconnect ends alone, plain HTTP/1 CONNECT, no TLS (calibration)
 
 Every (config, repetition) gets fresh namespaces, fresh servers and fresh proxies;
 repetitions are interleaved across configs so drift hits all paths alike.
@@ -43,40 +49,59 @@ ZRING_MARK = "0x539/0xfff"
 # Local config for every zring of the bench: the two "pods" as plain-TCP workloads (inbound
 # 15006 only serves known workloads, as ztunnel does). Outbound to a TCP workload is a plain
 # passthrough to the original destination.
-ZRING_CONFIG = """\
+ZRING_CONFIG_T = """\
 # written by bench/run.py
 workloads:
 - uid: Kubernetes//Pod/bench/client
   name: client
   namespace: bench
   serviceAccount: client
-  workloadIps: ["%s"]
-  protocol: TCP
+  workloadIps: ["%(c)s"]
+  protocol: %(proto)s
 - uid: Kubernetes//Pod/bench/server
   name: server
   namespace: bench
   serviceAccount: server
-  workloadIps: ["%s"]
-  protocol: TCP
-""" % ("10.77.0.1", "10.77.0.2")
+  workloadIps: ["%(s)s"]
+  protocol: %(proto)s
+"""
+ZRING_CONFIG = ZRING_CONFIG_T % {"c": "10.77.0.1", "s": "10.77.0.2", "proto": "TCP"}
+# The HBONE path: both workloads protocol HBONE, so the client zring tunnels to the
+# server's 15008 (mTLS + HTTP/2 CONNECT) and the server zring terminates the tunnel.
+ZRING_HBONE_CONFIG = ZRING_CONFIG_T % {"c": "10.77.0.1", "s": "10.77.0.2", "proto": "HBONE"}
+HBONE_PORT = 15008
 
-ALL_CONFIGS = ["direct", "zring", "zring-log", "zring-buf256k", "haproxy1", "zring-pair", "haproxy-pair",
-               "haproxy-mtls"]
+ALL_CONFIGS = ["direct", "zring", "zring-log", "zring-buf64k", "haproxy1", "zring-pair", "haproxy-pair",
+               "haproxy-mtls", "zring-hbone", "nghttpx-pair", "connect-pair"]
 DEFAULT_CONFIGS = ["direct", "zring", "zring-log", "haproxy1", "zring-pair", "haproxy-pair"]
-PROXIES = {"direct": 0, "zring": 1, "zring-log": 1, "zring-buf256k": 1, "haproxy1": 1, "zring-pair": 2,
-           "haproxy-pair": 2, "haproxy-mtls": 2}
-# HAProxy path with the same number of proxies, for the "x HAProxy (same count)" column.
-SAME_COUNT_PEER = {"zring": "haproxy1", "zring-log": "haproxy1", "zring-buf256k": "haproxy1", "zring-pair": "haproxy-pair"}
+# --hbone adds these (issue 4: zring's HBONE against the two mTLS peers).
+HBONE_CONFIGS = ["zring-hbone", "haproxy-mtls", "nghttpx-pair"]
+PROXIES = {"direct": 0, "zring": 1, "zring-log": 1, "zring-buf64k": 1, "haproxy1": 1, "zring-pair": 2,
+           "haproxy-pair": 2, "haproxy-mtls": 2, "zring-hbone": 2, "nghttpx-pair": 2, "connect-pair": 2}
+# HAProxy path with the same number of proxies, for the "x HAProxy (same count)" column
+# (for the tunnelled paths: the HAProxy mTLS pair).
+SAME_COUNT_PEER = {"zring": "haproxy1", "zring-log": "haproxy1", "zring-buf64k": "haproxy1", "zring-pair": "haproxy-pair",
+                   "zring-hbone": "haproxy-mtls", "nghttpx-pair": "haproxy-mtls", "connect-pair": "haproxy-pair"}
+# Paths that must carry every connection over a tunnel port: checked once per trial setup.
+TUNNEL_PORT = {"zring-hbone": HBONE_PORT, "nghttpx-pair": HBONE_PORT, "haproxy-mtls": 15108}
 DESCR = {
     "direct": "direct TCP (no proxy)",
     "zring": "zring, 1 proxy (client ns), plain relay",
     "zring-log": "zring, 1 proxy, access log on (RUST_LOG=info, to a file)",
-    "zring-buf256k": "zring, 1 proxy, `--buf-size 262144` (256 KiB provided buffers, like HAProxy's "
-                     "tune.bufsize; default is 64 KiB)",
+    "zring-buf64k": "zring, 1 proxy, `--buf-size 65536 --buf-count 256` (the default before "
+                    "2026-11-26; now 256 KiB x 64, like HAProxy's tune.bufsize)",
     "haproxy1": "HAProxy, 1 proxy (client ns), plain TCP",
     "zring-pair": "zring pair: outbound 15001 (client ns) + inbound 15006 (server ns)",
     "haproxy-pair": "HAProxy pair, plain TCP (client ns + server ns)",
     "haproxy-mtls": "HAProxy pair, mTLS (TLS 1.3, client certs)",
+    "zring-hbone": "zring HBONE pair: outbound 15001 (client ns) → mTLS 1.3 + HTTP/2 CONNECT to :15008 → "
+                   "zring (server ns) → the server; both workloads `protocol: HBONE`, one CA root",
+    "nghttpx-pair": "nghttpx HTTP/2 CONNECT pair over mTLS 1.3 (`-s`, client certs), each `-n 1`; nghttpx takes "
+                    "no raw TCP, so two single-thread zconnect helpers (captured TCP → HTTP/1 CONNECT on the "
+                    "client side, HTTP/1 CONNECT → TCP on the server side, unix sockets) are part of the path, "
+                    "and of its CPU and RSS",
+    "connect-pair": "the two zconnect helpers alone: plain HTTP/1.1 CONNECT client ns → server ns, no TLS "
+                    "(calibration: what the nghttpx path's helpers cost)",
 }
 
 PROCS = []          # Popen objects this script started (killed by pid on teardown)
@@ -195,9 +220,12 @@ class Env:
     def __init__(self, args):
         self.args = args
         self.out = args.out
-        self.zbench = find_zbench(args)
+        self.zbench = find_tool(args, "zbench", ["-lpthread"])
+        self.zconnect = None   # built on demand (nghttpx-pair, connect-pair)
         self.zring = args.zring
         self.pki = None
+        # One CA root for every zring of the HBONE path (the first zring started generates it).
+        self.ca = (os.path.join(args.out, "zring-ca", "root.pem"), os.path.join(args.out, "zring-ca", "root.key"))
         self.set_placement("none")
 
     def set_placement(self, pl):
@@ -213,14 +241,15 @@ class Env:
         return cmd if cpu is None else ["taskset", "-c", str(cpu)] + cmd
 
 
-def find_zbench(args):
-    built = os.path.join(ROOT, "build", "bench", "zbench")
-    src = os.path.join(HERE, "zbench.c")
+def find_tool(args, name, libs=()):
+    """build/bench/NAME if it is at least as new as bench/NAME.c, else compile it into out/."""
+    built = os.path.join(ROOT, "build", "bench", name)
+    src = os.path.join(HERE, name + ".c")
     if os.path.exists(built) and os.path.getmtime(built) >= os.path.getmtime(src):
         return built
-    dst = os.path.join(args.out, "zbench")
+    dst = os.path.join(args.out, name)
     if not os.path.exists(dst) or os.path.getmtime(dst) < os.path.getmtime(src):
-        sh(["cc", "-O2", "-Wall", "-D_GNU_SOURCE", "-o", dst, src, "-lpthread"], timeout=120)
+        sh(["cc", "-O2", "-Wall", "-D_GNU_SOURCE", "-o", dst, src] + list(libs), timeout=120)
     return dst
 
 
@@ -229,9 +258,12 @@ class Trial:
 
     def __init__(self, env, config, tag):
         self.env, self.config, self.tag = env, config, tag
-        self.proxies = []   # (name, Popen)
+        self.proxies = []   # (name, Popen): everything the path adds, helpers included
+        self.helpers = set()  # names of self.proxies that are helpers (zconnect), not proxies
         self.servers = []
         self.logs = []
+        self.tunnel_check = None
+        self.files = []       # unix sockets to remove at the end
 
     def __enter__(self):
         e = self.env
@@ -240,6 +272,8 @@ class Trial:
         self.servers.append(spawn(e.pin([e.zbench, "server", "-p", str(PORT_ECHO), "-t", "1"]), ns=NS_S))
         wait_until(lambda: listening(NS_S, PORT_IPERF) and listening(NS_S, PORT_ECHO), 10, "servers")
         getattr(self, "setup_" + self.config.replace("-", "_"))()
+        if self.config in TUNNEL_PORT:
+            self.verify_tunnel(TUNNEL_PORT[self.config])
         return self
 
     def __exit__(self, *exc):
@@ -247,6 +281,9 @@ class Trial:
             stop(p)
         for p in self.servers:
             stop(p)
+        for f in self.files:
+            if os.path.exists(f):
+                os.unlink(f)
         ns_down()
         return False
 
@@ -254,11 +291,11 @@ class Trial:
     def setup_direct(self):
         pass
 
-    def _zring(self, ns, name, log_on, extra=()):
+    def _zring(self, ns, name, log_on, extra=(), config=ZRING_CONFIG, cfg_name="zring-config.yaml"):
         e = self.env
-        cfg = os.path.join(e.out, "zring-config.yaml")
+        cfg = os.path.join(e.out, cfg_name)
         with open(cfg, "w") as f:
-            f.write(ZRING_CONFIG)
+            f.write(config)
         env = dict(os.environ)
         env["RUST_LOG"] = "info" if log_on else e.args.zring_log
         env.pop("LOG_FORMAT", None)
@@ -280,11 +317,12 @@ class Trial:
         wait_until(ready, 15, "zring readiness (%s)" % name)
         return p
 
-    def _capture_out(self, to_port, exclude):
+    def _capture_out(self, to_port, exclude, label=""):
         rule = ["iptables", "-t", "nat", "-A", "OUTPUT", "-p", "tcp", "!", "-d", "127.0.0.1/32"] + \
             exclude + ["-j", "REDIRECT", "--to-ports", str(to_port)]
         sh(rule, ns=NS_C)
-        COMMANDS["capture rule, client ns -> %d" % to_port] = "ip netns exec %s %s" % (NS_C, shlex.join(rule))
+        COMMANDS["capture rule, client ns -> %d%s" % (to_port, label)] = "ip netns exec %s %s" % (
+            NS_C, shlex.join(rule))
 
     def _capture_in(self, to_port):
         rule = ["iptables", "-t", "nat", "-A", "PREROUTING", "-i", IF_S, "-p", "tcp", "-m", "multiport",
@@ -300,15 +338,162 @@ class Trial:
         self._capture_out(15001, ["-m", "mark", "!", "--mark", ZRING_MARK])
         self._zring(NS_C, "zring-out-log", True)
 
-    def setup_zring_buf256k(self):
+    def setup_zring_buf64k(self):
         self._capture_out(15001, ["-m", "mark", "!", "--mark", ZRING_MARK])
-        self._zring(NS_C, "zring-out-buf256k", False, ["--buf-size", "262144"])
+        self._zring(NS_C, "zring-out-buf64k", False, ["--buf-size", "65536", "--buf-count", "256"])
 
     def setup_zring_pair(self):
         self._capture_in(15006)
         self._zring(NS_S, "zring-in", False)
         self._capture_out(15001, ["-m", "mark", "!", "--mark", ZRING_MARK])
         self._zring(NS_C, "zring-out", False)
+
+    def setup_zring_hbone(self):
+        # No inbound capture: the client zring dials 10.77.0.2:15008 itself. The server zring
+        # starts first: with --ca-cert/--ca-key naming missing files it generates the root and
+        # saves it there; the client zring (and every later trial of the run) loads it.
+        e = self.env
+        os.makedirs(os.path.dirname(e.ca[0]), exist_ok=True)
+        ca = ["--ca-cert", e.ca[0], "--ca-key", e.ca[1]]
+        self._zring(NS_S, "zring-hbone-in", False, ca, ZRING_HBONE_CONFIG, "zring-hbone-config.yaml")
+        self._capture_out(15001, ["-m", "mark", "!", "--mark", ZRING_MARK])
+        self._zring(NS_C, "zring-hbone-out", False, ca, ZRING_HBONE_CONFIG, "zring-hbone-config.yaml")
+
+    def _zconnect(self, ns, name, args, ready):
+        e = self.env
+        if not e.zconnect:
+            e.zconnect = find_tool(e.args, "zconnect")
+        cmd = [e.zconnect] + args + e.args.zconnect_arg
+        logf = open(os.path.join(e.out, "logs", "%s-%s-%s.log" % (name, e.placement, self.tag)), "w")
+        self.logs.append(logf.name)
+        p = spawn(e.pin(cmd, proxy=True), ns=ns, stdout=logf)
+        COMMANDS["zconnect (%s, %s)" % (self.config, name)] = "ip netns exec %s %s" % (ns, shlex.join(cmd))
+        self.proxies.append((name, p))
+        self.helpers.add(name)
+
+        def ok():
+            if p.poll() is not None:
+                raise RuntimeError("zconnect (%s) exited with %s; log in %s" % (name, p.returncode, logf.name))
+            return ready()
+        wait_until(ok, 10, "zconnect (%s)" % name)
+
+    # nghttpx: HTTP/2 flow-control windows (per stream / per connection) and the options every
+    # half gets. The defaults (64 KiB windows) cap a single stream far below the link.
+    NGHTTPX_WINDOW, NGHTTPX_CONN_WINDOW = 1 << 20, 1 << 24
+    NGHTTPX_COMMON = ["--conf=/dev/null", "--single-process", "-n", "1", "-s", "--no-ocsp", "--no-via",
+                      "--tls-min-proto-version=TLSv1.3", "--backend-connections-per-host=20000",
+                      "--frontend-read-timeout=2m", "--backend-read-timeout=2m", "--backend-write-timeout=2m"]
+
+    def _nghttpx(self, ns, name, args, ready):
+        e = self.env
+        logf = os.path.join(e.out, "logs", "%s-%s-%s.log" % (name, e.placement, self.tag))
+        self.logs.append(logf)
+        cmd = ["nghttpx"] + self.NGHTTPX_COMMON + args + e.args.nghttpx_arg + ["--errorlog-file=" + logf]
+        keys = []
+        if name.endswith("-in"):
+            keys = [os.path.join(e.pki, "server.key"), os.path.join(e.pki, "server.pem")]
+        p = spawn(e.pin(cmd + keys, proxy=True), ns=ns)
+        COMMANDS["nghttpx (%s)" % name] = "ip netns exec %s %s" % (ns, shlex.join(cmd + keys).replace(
+            e.out + "/", "bench/out/"))
+        self.proxies.append((name, p))
+
+        def ok():
+            if p.poll() is not None:
+                raise RuntimeError("nghttpx (%s) exited with %s; log in %s" % (name, p.returncode, logf))
+            return ready()
+        wait_until(ok, 10, "nghttpx (%s)" % name)
+
+    def setup_nghttpx_pair(self):
+        # app -(REDIRECT)-> zconnect client :15101 -(HTTP/1.1 CONNECT, unix socket)-> nghttpx -s
+        # (plain HTTP/1 frontend; backend h2 over TLS 1.3 with a client certificate, pooled)
+        # -> 10.77.0.2:15008 nghttpx -s (--verify-client) -(HTTP/1.1 CONNECT, unix socket)->
+        # zconnect server -> 10.77.0.2:PORT. The client nghttpx runs as nobody, so its own
+        # connections to :15008 are not captured (like HAProxy's uid rule).
+        e = self.env
+        term = os.path.join(e.out, "zb-nghttpx-term.sock")
+        front = os.path.join(e.out, "zb-nghttpx-front.sock")
+        for f in (term, front):
+            if os.path.exists(f):
+                os.unlink(f)
+            self.files.append(f)
+        self._zconnect(NS_S, "zconnect-term", ["server", "-l", "unix:" + term], lambda: os.path.exists(term))
+        win = ["--frontend-http2-window-size=%d" % self.NGHTTPX_WINDOW,
+               "--frontend-http2-connection-window-size=%d" % self.NGHTTPX_CONN_WINDOW]
+        self._nghttpx(NS_S, "nghttpx-in", [
+            "--frontend=%s,%d" % (IP_S, HBONE_PORT), "--backend=unix:" + term,
+            "--verify-client", "--verify-client-cacert=" + os.path.join(e.pki, "ca.pem"),
+            "--tls13-ciphers=TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384"] + win,
+            lambda: listening(NS_S, HBONE_PORT))
+        self._nghttpx(NS_C, "nghttpx-out", [
+            "--frontend=unix:%s;no-tls" % front,
+            "--backend=%s,%d;;proto=h2;tls;sni=server.local" % (IP_S, HBONE_PORT),
+            "--cacert=" + os.path.join(e.pki, "ca.pem"),
+            "--client-private-key-file=" + os.path.join(e.pki, "client.key"),
+            "--client-cert-file=" + os.path.join(e.pki, "client.pem"),
+            "--tls13-client-ciphers=TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384",
+            "--backend-http2-window-size=%d" % self.NGHTTPX_WINDOW,
+            "--backend-http2-connection-window-size=%d" % self.NGHTTPX_CONN_WINDOW,
+            "--user=nobody"], lambda: os.path.exists(front))
+        self._capture_out(15101, ["-m", "owner", "!", "--uid-owner", "nobody"], " (nghttpx-pair)")
+        self._zconnect(NS_C, "zconnect-shim", ["client", "-l", "15101", "-u", "unix:" + front],
+                       lambda: listening(NS_C, 15101))
+
+    def setup_connect_pair(self):
+        self._zconnect(NS_S, "zconnect-term", ["server", "-l", "%s:15109" % IP_S], lambda: listening(NS_S, 15109))
+        self._capture_out(15101, ["-m", "mark", "!", "--mark", ZRING_MARK], " (connect-pair)")
+        self._zconnect(NS_C, "zconnect-shim", ["client", "-l", "15101", "-u", "%s:15109" % IP_S, "-M", "0x539"],
+                       lambda: listening(NS_C, 15101))
+
+    def verify_tunnel(self, port):
+        """Once per trial: one connection through the path must ride a tunnel to `port` and must
+        not reach the server straight from the client ns (a benchmark of the plain path by
+        mistake is a defect). Checks ss on both sides; for zring also the server's metrics."""
+        e = self.env
+        before = self._mtls_opened() if self.config == "zring-hbone" else None
+        last = None
+        for attempt in range(3):
+            h = spawn(e.pin([e.zbench, "hold", "-c", "%s:%d" % (IP_S, PORT_ECHO), "-n", "1", "-d", "20"]),
+                      ns=NS_C, stdout=subprocess.PIPE, stdin=subprocess.PIPE)
+            try:
+                line = h.stdout.readline().split()
+                if not line or line[0] != "ready" or line[1] != "1":
+                    last = "no 1-byte echo through the path (%r)" % line
+                    continue
+                tun_c = sh(["ss", "-Htn", "state", "established", "( dport = :%d )" % port], ns=NS_C).splitlines()
+                tun_s = sh(["ss", "-Htn", "state", "established", "( sport = :%d )" % port], ns=NS_S).splitlines()
+                app = sh(["ss", "-Htn", "state", "established", "( sport = :%d )" % PORT_ECHO], ns=NS_S).splitlines()
+                plain = [l for l in app if l.split()[-1].replace("[::ffff:", "").startswith(IP_C)]
+                after = self._mtls_opened() if before is not None else None
+            finally:
+                h.stdin.close()
+                h.stdout.read()
+                h.wait(timeout=30)
+                PROCS.remove(h)
+            if plain:
+                last = "the echo server has a connection straight from %s: %s" % (IP_C, plain[0])
+                break
+            if not tun_c or not tun_s:
+                last = "no established connection to :%d (client ns %d, server ns %d)" % (port, len(tun_c), len(tun_s))
+                continue
+            if before is not None and not after > before:
+                last = "the server zring counted no new mutual_tls connection (%s -> %s)" % (before, after)
+                continue
+            self.tunnel_check = "%d connection(s) to :%d in %s, %d in %s, none plain to :%d%s" % (
+                len(tun_c), port, NS_C, len(tun_s), NS_S, PORT_ECHO,
+                "; server zring mutual_tls opened %d -> %d" % (before, after) if before is not None else "")
+            return
+        raise RuntimeError("%s does not tunnel: %s" % (self.config, last))
+
+    def _mtls_opened(self):
+        """istio_tcp_connections_opened_total of the server zring with connection_security_policy
+        mutual_tls (reporter destination), from :15020/metrics in the server ns."""
+        out = sh(["curl", "-sf", "-m", "2", "http://127.0.0.1:15020/metrics"], ns=NS_S, check=False)
+        n = 0
+        for line in out.splitlines():
+            if line.startswith("istio_tcp_connections_opened_total{") and \
+                    'connection_security_policy="mutual_tls"' in line and 'reporter="destination"' in line:
+                n += int(float(line.rsplit(None, 1)[1]))
+        return n
 
     def _haproxy(self, ns, name, template, port):
         e = self.env
@@ -355,16 +540,22 @@ class Trial:
 
     def proxy_cpu_secs(self):
         """User+system CPU seconds of all proxy processes (all threads)."""
+        return sum(self.proxy_cpu_by_proc().values())
+
+    def proxy_cpu_by_proc(self):
         hz = os.sysconf("SC_CLK_TCK")
-        total = 0
-        for _, p in self.proxies:
+        out = {}
+        for name, p in self.proxies:
             try:
                 with open("/proc/%d/stat" % p.pid) as f:
                     rest = f.read().rsplit(")", 1)[1].split()
-                total += int(rest[11]) + int(rest[12])
+                out[name] = (int(rest[11]) + int(rest[12])) / hz
             except (OSError, IndexError, ValueError):
-                pass
-        return total / hz
+                out[name] = 0.0
+        return out
+
+    def helper_cpu_secs(self, by_proc):
+        return sum(v for k, v in by_proc.items() if k in self.helpers)
 
     def check_alive(self):
         for name, p in self.proxies:
@@ -380,9 +571,9 @@ def m_tput(t, secs, reverse=False):
     if reverse:
         cmd.append("-R")
     COMMANDS["throughput" + (" (reverse)" if reverse else "")] = "ip netns exec %s %s" % (NS_C, shlex.join(cmd))
-    c0, w0 = t.proxy_cpu_secs(), time.monotonic()
+    p0, w0 = t.proxy_cpu_by_proc(), time.monotonic()
     out = sh(e.pin(cmd), ns=NS_C, timeout=secs + 30, check=False)
-    c1, w1 = t.proxy_cpu_secs(), time.monotonic()
+    p1, w1 = t.proxy_cpu_by_proc(), time.monotonic()
     j = json.loads(out)
     t.check_alive()
     if "error" in j:
@@ -391,8 +582,10 @@ def m_tput(t, secs, reverse=False):
     # CPU of the proxies over the whole iperf3 run (including the omitted first second),
     # against the bytes of the whole run (rate x (secs + 1)).
     gbytes = gbps * (secs + 1) / 8
-    cpu = c1 - c0
-    return gbps, {"cpu_frac": cpu / (w1 - w0), "cpu_ms_per_gb": cpu * 1000 / gbytes if t.proxies else None}
+    per = {k: p1[k] - p0.get(k, 0.0) for k in p1}
+    cpu = sum(per.values())
+    return gbps, {"cpu_frac": cpu / (w1 - w0), "cpu_ms_per_gb": cpu * 1000 / gbytes if t.proxies else None,
+                  "per_proc_cpu_s": per, "helper_cpu_frac": t.helper_cpu_secs(per) / (w1 - w0)}
 
 
 def m_perf_tput(t, secs, label):
@@ -454,11 +647,15 @@ def m_conn(t, secs, conc):
     cmd = [e.zbench, "connrate", "-c", "%s:%d" % (IP_S, PORT_ECHO), "-s", "1024", "-C", str(conc),
            "-d", str(secs), "-n", "2000000"]
     COMMANDS["connections/s"] = "ip netns exec %s %s" % (NS_C, shlex.join(cmd))
-    c0, w0 = t.proxy_cpu_secs(), time.monotonic()
+    p0, w0 = t.proxy_cpu_by_proc(), time.monotonic()
     j = json.loads(sh(e.pin(cmd), ns=NS_C, timeout=secs + 30))
-    c1, w1 = t.proxy_cpu_secs(), time.monotonic()
+    p1, w1 = t.proxy_cpu_by_proc(), time.monotonic()
     t.check_alive()
+    per = {k: p1[k] - p0.get(k, 0.0) for k in p1}
+    c0, c1 = 0.0, sum(per.values())
     j["proxy_cpu_frac"] = (c1 - c0) / (w1 - w0)
+    j["per_proc_cpu_s"] = per
+    j["helper_cpu_frac"] = t.helper_cpu_secs(per) / (w1 - w0)
     j["proxy_cpu_us_per_conn"] = (c1 - c0) * 1e6 / j["conns"] if t.proxies and j["conns"] else None
     return j
 
@@ -472,6 +669,7 @@ def m_rss(t, n):
     time.sleep(0.5)
     pids = t.proxy_pids()
     before = sum(rss_kib(p) for p in pids)
+    per_proc_before = {name: rss_kib(p.pid) for name, p in t.proxies}
     fd_before = sum(nfds(p) for p in pids)
     cmd = [e.zbench, "hold", "-c", target, "-n", str(n), "-d", "120", "-P", "256"]
     COMMANDS["idle connections"] = "ip netns exec %s %s   # holds until stdin closes" % (NS_C, shlex.join(cmd))
@@ -501,7 +699,8 @@ def m_rss(t, n):
     return {"n": n, "ok": ok, "failed": failed, "open_secs": secs, "alive_at_end": alive,
             "rss_before_kib": before, "rss_after_kib": after, "rss_after_close_kib": released,
             "fds_before": fd_before, "fds_after": fd_after, "per_proc_after_kib": per_proc,
-            "per_proc_fds_after": per_proc_fds,
+            "per_proc_before_kib": per_proc_before, "per_proc_fds_after": per_proc_fds,
+            "helpers": sorted(t.helpers),
             "delta_kib": after - before}
 
 
@@ -639,6 +838,8 @@ def machine_info(env):
         pass
     info["haproxy"] = sh(["haproxy", "-v"], check=False).splitlines()[0] if shutil.which("haproxy") else "-"
     info["iperf3"] = sh(["iperf3", "--version"], check=False).splitlines()[0]
+    if shutil.which("nghttpx"):
+        info["nghttpx"] = (sh(["nghttpx", "--version"], check=False).strip().splitlines() or ["nghttpx ?"])[0]
     if env.zring and os.path.exists(env.zring):
         rev = sh(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], check=False).strip() or "(no commit)"
         dirty = sh(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"], check=False).strip()
@@ -670,6 +871,8 @@ def report(env, configs, allres, cmdline, started, info, stamp):
         info["haproxy"], info["iperf3"]))
     if "zring" in info:
         L.append("zring: %s." % info["zring"])
+    if "nghttpx-pair" in configs and info.get("nghttpx"):
+        L.append("nghttpx: %s (Debian's nghttp2-proxy)." % info["nghttpx"])
     L.append("Other load on the machine (2 s sample, bench idle): before the run %s; after it %s. Run time %s." % (
         info.get("load_start", "?"), info.get("load_end", "?"), info.get("duration", "?")))
     qs = allres.get("_quiet")
@@ -687,18 +890,36 @@ def report(env, configs, allres, cmdline, started, info, stamp):
              "client ns, iperf3 -s and the zbench echo server in the server ns. Every (path, repetition) "
              "starts from fresh namespaces, servers and proxies; repetitions are interleaved across paths. "
              "zring runs `--shards 1` (one shard thread; it also has a control thread, idle here); each HAProxy "
-             "`nbthread 1`, `tune.bufsize 262144`." % (NS_C, IP_C, a.mtu or 1500, NS_S, IP_S))
+             "`nbthread 1`, `tune.bufsize 262144`%s." % (
+                 NS_C, IP_C, a.mtu or 1500, NS_S, IP_S,
+                 "; each nghttpx `-n 1 --single-process`, h2 windows %d KiB per stream / %d MiB per connection, "
+                 "`--backend-connections-per-host=20000`; the zconnect helpers are single-threaded; every process "
+                 "of a path is pinned like the proxies" % (Trial.NGHTTPX_WINDOW >> 10, Trial.NGHTTPX_CONN_WINDOW >> 20)
+                 if "nghttpx-pair" in configs else ""))
     L.append("")
     L.append("Paths:")
     L.append("")
     for c in configs:
         L.append("- **%s** (%d prox%s): %s" % (c, PROXIES[c], "y" if PROXIES[c] == 1 else "ies", DESCR[c]))
     L.append("")
+    same = ", ".join("%s→%s" % (c, SAME_COUNT_PEER[c]) for c in configs if c in SAME_COUNT_PEER)
     L.append("Ratios: `×direct` = path / direct; `×HAProxy pair` = path / haproxy-pair; `×HAProxy same` = path / "
-             "the HAProxy path with the same number of proxies (zring→haproxy1, zring-pair→haproxy-pair). "
-             "Higher is better for throughput and connections/s, lower for latency. "
-             "Cells: median (min–max) over the repetitions.")
+             "the HAProxy path with the same number of proxies (%s; for the tunnelled paths the HAProxy mTLS "
+             "pair). Higher is better for throughput and connections/s, lower for latency. "
+             "Cells: median (min–max) over the repetitions." % (same or "none in this run"))
     L.append("")
+    checked = []
+    for c in configs:
+        if c in TUNNEL_PORT:
+            n = sum(len(allres[pl].get(c, {}).get("tunnel_check", [])) for pl in a.placements if pl in allres)
+            checked.append("%s %d" % (c, n))
+    if checked:
+        L.append("Tunnel check (one held connection must ride the tunnel port in both namespaces, none straight "
+                 "to the server; see Exact commands) passed in the kept trials: %s; a failed check fails the "
+                 "trial (Errors)." % ", ".join(checked))
+        L.append("")
+    if "zring-hbone" in configs:
+        L.extend(report_targets(env, configs, allres))
     for pl in a.placements:
         L.extend(report_placement(env, configs, allres[pl], pl))
     rss_pl = a.placements[0]
@@ -737,6 +958,25 @@ def report(env, configs, allres, cmdline, started, info, stamp):
     L.append("zring config (`%s`, written by run.py): two workloads, client %s and server "
              "%s, `protocol: TCP` (inbound 15006 serves only known workloads; outbound to them is a plain "
              "passthrough)." % (os.path.relpath(os.path.join(env.out, "zring-config.yaml"), ROOT), IP_C, IP_S))
+    if "zring-hbone" in configs:
+        L.append("zring-hbone: the same two workloads with `protocol: HBONE` (`%s`); both zrings get `--ca-cert %s "
+                 "--ca-key %s`: the server zring, started first in the run's first zring-hbone trial, generates "
+                 "the root (P-256) and saves it, every other zring of the run loads it. No inbound capture rule: "
+                 "the client zring dials %s:%d. Each trial starts with a tunnel check: one connection held "
+                 "through the path must show an established connection to :%d in both namespaces, none from "
+                 "%s straight to the echo server, and one more `mutual_tls` connection in the server zring's "
+                 "`istio_tcp_connections_opened_total` (:15020/metrics); else the trial fails. haproxy-mtls "
+                 "(:15108) and nghttpx-pair (:%d) get the same ss check." % (
+                     os.path.relpath(os.path.join(env.out, "zring-hbone-config.yaml"), ROOT),
+                     os.path.relpath(env.ca[0], ROOT), os.path.relpath(env.ca[1], ROOT), IP_S, HBONE_PORT,
+                     HBONE_PORT, IP_C, HBONE_PORT))
+    if "nghttpx-pair" in configs:
+        L.append("nghttpx-pair chain: app → (REDIRECT, `-m owner ! --uid-owner nobody`) → zconnect client :15101 "
+                 "(SO_ORIGINAL_DST) → `CONNECT ip:port HTTP/1.1` on a unix socket → nghttpx `-s` (client ns, plain "
+                 "HTTP/1 frontend, runs as nobody; backend `proto=h2;tls;sni=server.local` with the client "
+                 "certificate of bench/gen-certs.sh, pooled) → %s:%d nghttpx `-s --verify-client` (server ns) → "
+                 "`CONNECT ip:port HTTP/1.1` on a unix socket → zconnect server → TCP to the server." % (
+                     IP_S, HBONE_PORT))
     L.append("Placement prefixes: split → `taskset -c 0` for load generators and servers, `taskset -c 1` for "
              "proxies; one → `taskset -c 0` for everything; none → no taskset, zring gets `--no-pin`.")
     L.append("")
@@ -791,6 +1031,7 @@ def report_placement(env, configs, res, pl):
                         c, PROXIES[c], fmt(s[0]), fmt(s[1]), fmt(s[2]), *ratios(c, g),
                         fmt(100 * frac[0], 0) if frac and PROXIES[c] else "—", fmt(mspg[0], 0) if mspg else "—"))
             L.append("")
+            L.extend(helper_note(configs, res, key + "_cpu", "cpu_frac"))
 
     if "lat" in a.metrics:
         L += ["### Request/response latency (zbench pingpong, one connection, µs)", "",
@@ -839,6 +1080,92 @@ def report_placement(env, configs, res, pl):
                 c, PROXIES[c], fmt(s[0], 0), fmt(s[1], 0), fmt(s[2], 0), *ratios(c, g), fmt(p50, 0), fmt(p99, 0),
                 errs, fmt(100 * frac[0], 0) if frac and PROXIES[c] else "—", fmt(upc[0], 1) if upc else "—"))
         L.append("")
+        L.extend(helper_note(configs, res, "conn", "proxy_cpu_frac"))
+        if "nghttpx-pair" in configs and res.get("nghttpx-pair", {}).get("conn"):
+            L.append("nghttpx-pair: the client nghttpx ends every tunnel with RST_STREAM (its HTTP/1 CONNECT "
+                     "frontend has no half-close), and Debian's nghttp2 (CVE-2023-44487 fix) answers a burst of "
+                     "~1000 resets with GOAWAY, so under this load the server half closes the h2 connection about "
+                     "every thousand tunnels; streams in flight then fail (the errors column) and the next "
+                     "connection pays a TLS handshake.")
+            L.append("")
+        if any(c in configs for c in ("zring-hbone", "nghttpx-pair")):
+            L.append("Tunnelled paths (zring-hbone, nghttpx-pair) carry each new connection as a stream on a pooled "
+                     "TLS connection (no handshake per connection); haproxy-mtls does a full TLS handshake per "
+                     "connection.")
+            L.append("")
+    return L
+
+
+def helper_note(configs, res, key, field):
+    """For paths with zconnect helpers: how much of the path's CPU the helpers used."""
+    L = []
+    for c in configs:
+        runs = res.get(c, {}).get(key, [])
+        hs = [r.get("helper_cpu_frac") for r in runs if r and r.get("helper_cpu_frac") is not None]
+        tot = [r.get(field) for r in runs if r and r.get(field) is not None]
+        if hs and tot and any(h > 0 for h in hs) and statistics.median(hs) < statistics.median(tot) - 0.005:
+            L.append("%s: of its %.0f%% of a core above, the zconnect helpers used %.0f%% (medians)." % (
+                c, 100 * statistics.median(tot), 100 * statistics.median(hs)))
+    if L:
+        L.append("")
+    return L
+
+
+# Issue 4 (HBONE) targets: (label, metric key, field, peer path, factor, higher is better).
+TARGETS = [
+    ("throughput ≥ 1.3× haproxy-mtls", "tput", None, "haproxy-mtls", 1.3, True),
+    ("throughput ≥ 0.35× direct", "tput", None, "direct", 0.35, True),
+    ("p99 1 B round trip ≤ 0.8× haproxy-mtls", "lat1", "p99_us", "haproxy-mtls", 0.8, False),
+    ("p99 1 KiB round trip ≤ 0.8× haproxy-mtls", "lat1024", "p99_us", "haproxy-mtls", 0.8, False),
+    ("tunnelled conn/s ≥ 5× haproxy-mtls", "conn", "conns_per_s", "haproxy-mtls", 5.0, True),
+]
+RSS_TARGET_KIB = 8.0
+
+
+def report_targets(env, configs, allres):
+    """The issue-4 targets for zring-hbone, each with a verdict computed from this run's medians."""
+    a = env.args
+    L = ["## Issue 4 (HBONE) targets: zring-hbone", "",
+         "Medians of this run; the verdict compares zring-hbone with the target computed from the peer's "
+         "median in the same run and placement. `n/a`: a number is missing (path or metric not run).", "",
+         "| placement | target | zring-hbone | peer | target value | verdict |",
+         "|---|---|---|---|---|---|"]
+
+    def med(res, c, key, field):
+        runs = res.get(c, {}).get(key, [])
+        xs = [r[field] if field else r for r in runs if r is not None]
+        s = stat(xs)
+        return s[0] if s else None
+
+    unit = {"tput": "Gbit/s", "lat1": "µs", "lat1024": "µs", "conn": "conn/s"}
+    for pl in a.placements:
+        res = allres.get(pl, {})
+        for label, key, field, peer, factor, higher in TARGETS:
+            if key.startswith("lat") and int(key[3:]) not in a.sizes:
+                continue
+            if ("lat" if key.startswith("lat") else key) not in a.metrics:
+                continue
+            v = med(res, "zring-hbone", key, field)
+            pv = med(res, peer, key, field) if peer in configs else None
+            tv = pv * factor if pv is not None else None
+            if v is None or tv is None:
+                verdict = "n/a"
+            else:
+                verdict = "**met**" if (v >= tv if higher else v <= tv) else "**missed**"
+            d = {"tput": 2, "conn": 0}.get(key, 1)
+            L.append("| %s | %s | %s %s | %s %s | %s %s | %s |" % (
+                pl, label, fmt(v, d), unit[key], peer, fmt(pv, d), "≥" if higher else "≤", fmt(tv, d), verdict))
+    r = allres.get("_rss", {}).get("zring-hbone")
+    if "rss" in a.metrics:
+        if r and r.get("ok"):
+            per = r["delta_kib"] / r["ok"]
+            verdict = "**met**" if per <= RSS_TARGET_KIB else "**missed**"
+            L.append("| %s | RSS per tunnelled connection ≤ %.0f KiB (both zrings, %d held) | %.2f KiB | — | ≤ %.0f KiB "
+                     "| %s |" % (a.placements[0], RSS_TARGET_KIB, r["ok"], per, RSS_TARGET_KIB, verdict))
+        else:
+            L.append("| %s | RSS per tunnelled connection ≤ %.0f KiB | — | — | ≤ %.0f KiB | n/a |" % (
+                a.placements[0], RSS_TARGET_KIB, RSS_TARGET_KIB))
+    L.append("")
     return L
 
 
@@ -865,6 +1192,15 @@ def report_rss(env, configs, rres, pl):
             c, PROXIES[c], r["ok"], r["n"], r["rss_before_kib"] / 1024.0, r["rss_after_kib"] / 1024.0,
             per10k, r["delta_kib"] / max(1, r["ok"]), r["rss_after_close_kib"] / 1024.0,
             r["fds_before"], fds, r["alive_at_end"]))
+    L.append("")
+    for c in configs:
+        r = rres.get(c)
+        if not r or len(r.get("per_proc_after_kib", {})) < 2 or not r.get("per_proc_before_kib"):
+            continue
+        parts = ["%s%s %+.2f" % (n, " (helper)" if n in r.get("helpers", []) else "",
+                                 (r["per_proc_after_kib"][n] - r["per_proc_before_kib"].get(n, 0)) / max(1, r["ok"]))
+                 for n in r["per_proc_after_kib"]]
+        L.append("%s, KiB per connection by process: %s." % (c, ", ".join(parts)))
     L.append("")
     return L
 
@@ -894,8 +1230,15 @@ def main():
     ap.add_argument("--quick", action="store_true",
                     help="2 short runs per metric, placement split only (a few minutes)")
     ap.add_argument("--configs", default=None,
-                    help="comma list of paths (default: %s; also: haproxy-mtls)" % ",".join(DEFAULT_CONFIGS))
+                    help="comma list of paths (default: %s; also: %s)" % (
+                        ",".join(DEFAULT_CONFIGS), ",".join(c for c in ALL_CONFIGS if c not in DEFAULT_CONFIGS)))
     ap.add_argument("--mtls", action="store_true", help="add the HAProxy mTLS pair (haproxy-mtls)")
+    ap.add_argument("--hbone", action="store_true",
+                    help="add the HBONE comparison: %s (and its issue-4 target table)" % ",".join(HBONE_CONFIGS))
+    ap.add_argument("--nghttpx-arg", action="append", default=[],
+                    help="extra argument for both nghttpx halves (repeatable)")
+    ap.add_argument("--zconnect-arg", action="append", default=[],
+                    help="extra argument for the zconnect helpers (repeatable; e.g. -S: splice)")
     ap.add_argument("--metrics", default="tput,lat,conn,rss", help="comma list of tput,lat,conn,rss")
     ap.add_argument("--pin", default=None,
                     help="comma list of CPU placements, each a full pass: split (load+servers CPU 0, proxies "
@@ -942,6 +1285,8 @@ def main():
     configs = a.configs.split(",") if a.configs else list(DEFAULT_CONFIGS)
     if a.mtls and "haproxy-mtls" not in configs:
         configs.append("haproxy-mtls")
+    if a.hbone:
+        configs += [c for c in HBONE_CONFIGS if c not in configs]
     for c in configs:
         if c not in ALL_CONFIGS:
             sys.exit("unknown path %r (known: %s)" % (c, ", ".join(ALL_CONFIGS)))
@@ -954,6 +1299,8 @@ def main():
                      % tool)
     if a.perf and not shutil.which("perf"):
         sys.exit("--perf needs perf (apt-get install linux-perf)")
+    if "nghttpx-pair" in configs and not shutil.which("nghttpx"):
+        sys.exit("nghttpx-pair needs nghttpx (apt-get install nghttp2-proxy)")
     if not os.path.exists(a.zring) and any(c.startswith("zring") for c in configs):
         print("warning: %s not found; skipping zring paths (build: ninja -C build)" % a.zring)
         configs = [c for c in configs if not c.startswith("zring")]
@@ -984,9 +1331,16 @@ def main():
         cmdline, ",".join(configs), ",".join(a.metrics), ",".join(a.placements), a.runs))
 
     env = Env(a)
-    if "haproxy-mtls" in configs:
+    if "haproxy-mtls" in configs or "nghttpx-pair" in configs:
         env.pki = os.path.join(a.out, "pki")
         sh([os.path.join(HERE, "gen-certs.sh"), env.pki])
+    if "zring-hbone" in configs:
+        # A fresh root per run, generated by the first zring started (see setup_zring_hbone).
+        for f in env.ca:
+            if os.path.exists(f):
+                os.unlink(f)
+    if "nghttpx-pair" in configs or "connect-pair" in configs:
+        env.zconnect = find_tool(a, "zconnect")
     info = machine_info(env)
     busy, top = machine_load()
     info["load_start"] = load_text(busy, top)
@@ -1068,6 +1422,9 @@ def main():
                         out = {}
                         try:
                             with Trial(env, c, "r%d" % rep) as t:
+                                if t.tunnel_check:
+                                    log("%s tunnel check: %s" % (tag, t.tunnel_check))
+                                    out["tunnel_check"] = t.tunnel_check
                                 meter = ForeignLoad(t)
                                 run_trial(t, c, tag, out)
                                 foreign = meter.stop()
@@ -1095,6 +1452,8 @@ def main():
                 wait_quiet()
                 try:
                     with Trial(env, c, "rss") as t:
+                        if t.tunnel_check:
+                            log("[rss] %-13s tunnel check: %s" % (c, t.tunnel_check))
                         r = m_rss(t, a.idle)
                         allres["_rss"][c] = r
                         log("[rss] %-13s %d/%d held, RSS %.1f -> %.1f MiB (+%.1f), fds %d -> %d" % (
@@ -1105,7 +1464,8 @@ def main():
         if a.perf:
             allres["_perf"] = []
             for c in [x for x in configs if x in (
-                    "zring", "zring-buf256k", "haproxy1", "zring-pair", "haproxy-pair", "haproxy-mtls")]:
+                    "zring", "zring-buf64k", "haproxy1", "zring-pair", "haproxy-pair", "haproxy-mtls",
+                    "zring-hbone", "nghttpx-pair", "connect-pair")]:
                 wait_quiet()
                 try:
                     with Trial(env, c, "perf") as t:

@@ -107,6 +107,8 @@ struct tun {
 	struct zt_spill *spill; /* the queue, moved out of the provided buffers */
 	/* stream -> socket */
 	struct chunk *c_head, *c_tail;
+	uint32_t c_bytes;      /* bytes in the chunks, not yet sent */
+	uint32_t c_unconsumed; /* of those, not yet given back to the peer's window */
 	bool send_inflight, stream_eof, shut_sent;
 	struct iovec siov[CHUNK_SEND_MAX]; /* the send in flight, in place */
 	struct msghdr smsg;
@@ -735,6 +737,22 @@ static void cb_response(void *ud, int32_t sid, void *sud, int status)
 	mark(s, t);
 }
 
+/* Give received bytes back to the peer's stream window. Like ztunnel (which
+ * releases HTTP/2 capacity as soon as its copy loop has taken the bytes), we
+ * do it on receipt, but only while the bytes we have already released and not
+ * yet sent stay under conn_buf_cap; the rest is released as the socket takes
+ * it. So a tunnel holds at most the window (4 MiB) plus the cap. */
+static void tun_release(struct zt_shard *s, struct tun *t)
+{
+	uint32_t released = t->c_bytes - t->c_unconsumed; /* released, unsent */
+	uint32_t cap = s->rt->opts.conn_buf_cap;
+	if (!t->c_unconsumed || released >= cap || !t->stream_live || !t->hc)
+		return;
+	uint32_t k = cap - released < t->c_unconsumed ? cap - released : t->c_unconsumed;
+	t->c_unconsumed -= k;
+	zt_h2c_consumed(t->hc->h2, t->sid, k);
+}
+
 static void cb_data(void *ud, int32_t sid, void *sud, const uint8_t *p, size_t n)
 {
 	struct tun *t = sud;
@@ -761,9 +779,12 @@ static void cb_data(void *ud, int32_t sid, void *sud, const uint8_t *p, size_t n
 			k = n;
 		memcpy(c->data + c->len, p, k);
 		c->len += (uint32_t)k;
+		t->c_bytes += (uint32_t)k;
+		t->c_unconsumed += (uint32_t)k;
 		p += k;
 		n -= k;
 	}
+	tun_release(hc->s, t);
 	tun_send(hc->s, t);
 	mark(hc->s, t);
 }
@@ -1211,8 +1232,15 @@ void zt_tun_complete(struct zt_shard *s, struct zt_op *op, struct io_uring_cqe *
 		if (t->series)
 			atomic_fetch_add_explicit(t->outbound ? &t->series->sent : &t->series->received,
 						  (uint64_t)cqe->res, memory_order_relaxed);
-		if (t->stream_live && t->hc)
-			zt_h2c_consumed(t->hc->h2, t->sid, (size_t)cqe->res);
+		/* sent bytes that were never released are released now */
+		uint32_t sent = (uint32_t)cqe->res, released = t->c_bytes - t->c_unconsumed;
+		t->c_bytes -= sent;
+		if (sent > released) {
+			t->c_unconsumed -= sent - released;
+			if (t->stream_live && t->hc)
+				zt_h2c_consumed(t->hc->h2, t->sid, sent - released);
+		}
+		tun_release(s, t);
 		for (uint32_t left = (uint32_t)cqe->res; left;) {
 			struct chunk *c = t->c_head;
 			uint32_t k = c->len - c->off < left ? c->len - c->off : left;
