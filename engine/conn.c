@@ -191,9 +191,8 @@ static void arm_recv(struct zt_shard *s, struct zt_conn *c, int dir)
 		return;
 	}
 	/* At most the room left under the cap: what a direction holds never
-	 * exceeds conn_buf_cap. */
-	uint32_t cap = s->rt->opts.conn_buf_cap;
-	io_uring_prep_recv(sqe, c->fd[dir], NULL, d->q_bytes < cap ? cap - d->q_bytes : 1, 0);
+	 * exceeds conn_buf_cap (dir_progress arms only with enough room). */
+	io_uring_prep_recv(sqe, c->fd[dir], NULL, zt_shard_recv_room(s, d->q_bytes), 0);
 	sqe->flags |= IOSQE_BUFFER_SELECT;
 	sqe->buf_group = ZT_BUF_GROUP;
 	io_uring_sqe_set_data(sqe, &d->recv_op);
@@ -239,7 +238,7 @@ static void dir_progress(struct zt_shard *s, struct zt_conn *c, int dir)
 		shutdown(c->fd[!dir], SHUT_WR);
 		d->shut = true;
 	}
-	if (!d->eof && !d->recv_armed && !d->starved && d->q_bytes < s->rt->opts.conn_buf_cap)
+	if (!d->eof && !d->recv_armed && !d->starved && zt_shard_recv_room(s, d->q_bytes))
 		arm_recv(s, c, dir);
 	if (c->d[0].shut && c->d[1].shut) {
 		c->state = ZT_CONN_CLOSING; /* the caller's maybe_finish frees it */

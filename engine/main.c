@@ -33,7 +33,7 @@ static void usage(FILE *f)
 		"  --log-json           JSON log lines                               [LOG_FORMAT=json]\n"
 		"  --buf-size BYTES     provided buffer size (default 262144)\n"
 		"  --buf-count N        provided buffers per shard, power of two (default 64)\n"
-		"  --conn-buf BYTES     unsent bytes per direction before reads pause (default 262144)\n"
+		"  --conn-buf BYTES     unsent bytes per direction before reads pause (default 524288)\n"
 		"  --connect-timeout MS upstream connect timeout (default 10000)\n"
 		"  --drain-seconds S    drain deadline on SIGTERM   [TERMINATION_GRACE_PERIOD_SECONDS rule]\n"
 		"  --ca-cert F --ca-key F  embedded CA root: loaded if F exists, else generated and\n"
@@ -99,7 +99,7 @@ int main(int argc, char **argv)
 		.pin = true,
 		.buf_size = 262144,
 		.buf_count = 64,
-		.conn_buf_cap = 262144,
+		.conn_buf_cap = 524288,
 		.connect_timeout_ms = 10000,
 		.outbound_port = 15001,
 		.inbound_port = 15006,

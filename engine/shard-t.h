@@ -165,6 +165,19 @@ struct zt_shard {
 void zt_conn_accepted(struct zt_shard *s, struct zt_listener *l, int fd);
 void zt_conn_complete(struct zt_shard *s, struct zt_op *op, struct io_uring_cqe *cqe);
 void zt_conn_rearm_starved(struct zt_shard *s);
+/* How much a connection holding `held` unsent bytes may receive next: the
+ * room under conn_buf_cap, but 0 (do not read yet) while that room is smaller
+ * than a quarter of the cap or a buffer, whichever is less, so reads stay
+ * large when a slow reader keeps a connection near its cap. */
+static inline uint32_t zt_shard_recv_room(const struct zt_shard *s, uint32_t held)
+{
+	uint32_t cap = s->rt->opts.conn_buf_cap;
+	uint32_t min = cap / 4 < s->buf_size ? cap / 4 : s->buf_size;
+	if (held >= cap || cap - held < (min ? min : 1))
+		return 0;
+	return cap - held;
+}
+
 /* Move a queue of provided buffers (q_head..q_tail, the first q_off bytes of
  * the head already sent) into *spill (created with conn_buf_cap of room if
  * NULL) and return the buffers. false: no memory for the ring (nothing moved). */

@@ -560,11 +560,10 @@ static void tun_check_done(struct zt_shard *s, struct tun *t)
 
 static void tun_arm_recv(struct zt_shard *s, struct tun *t)
 {
-	if (t->recv_armed || t->sock_eof || t->starved || t->state != T_OPEN ||
-	    t->q_bytes >= s->rt->opts.conn_buf_cap)
+	uint32_t room = zt_shard_recv_room(s, t->q_bytes);
+	if (t->recv_armed || t->sock_eof || t->starved || t->state != T_OPEN || !room)
 		return;
-	/* at most the room left under the cap (checked above: there is some) */
-	if (arm_recv_fd(s, t->fd, &t->recv_op, s->rt->opts.conn_buf_cap - t->q_bytes)) {
+	if (arm_recv_fd(s, t->fd, &t->recv_op, room)) {
 		t->recv_armed = true;
 		t->inflight++;
 	}
