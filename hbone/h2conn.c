@@ -77,6 +77,7 @@ struct h2s {
 	size_t wn, woff;
 	const uint8_t *frame_src; /* payload of the DATA frame being sent */
 	uint64_t unconsumed;      /* delivered by on_data, not yet consumed */
+	uint32_t credit;          /* consumed, not yet returned by WINDOW_UPDATE */
 	bool active;              /* owner callbacks still owed */
 	bool established;         /* 2xx sent (server) or received (client) */
 	bool responded;           /* server: answered */
@@ -90,6 +91,7 @@ struct h2s {
 
 struct zt_h2c {
 	enum zt_h2c_role role;
+	uint32_t conn_credit; /* consumed, not yet returned to the connection window */
 	const struct zt_h2c_cbs *cbs;
 	void *ud;
 	WOLFSSL *ssl;
@@ -253,11 +255,42 @@ static void set_out_blocked(struct zt_h2c *c, struct h2s *s)
 	}
 }
 
+/* Flow control: we send WINDOW_UPDATE ourselves (no_auto_window_update and
+ * never nghttp2_session_consume), for a stream once 1/16 of its window was
+ * consumed and for the connection once 1/16 of its window. nghttp2 would wait
+ * for half a window: a fast tunnel then sat idle (measured: ~40% of the time,
+ * 3.4 Gbit/s; with 1/16, 5.3-5.6 Gbit/s) while that half crossed the kernel
+ * and our buffers. The windows themselves stay ztunnel's. */
+#define CREDIT_STEP_STREAM (ZT_H2C_STREAM_WINDOW / 16)
+#define CREDIT_STEP_CONN (ZT_H2C_CONN_WINDOW / 16)
+
+static int credit(struct zt_h2c *c, struct h2s *s, int32_t sid, size_t n)
+{
+	int rv = 0;
+	c->conn_credit += (uint32_t)n;
+	if (c->conn_credit >= CREDIT_STEP_CONN) {
+		rv = nghttp2_submit_window_update(c->h2, NGHTTP2_FLAG_NONE, 0, (int32_t)c->conn_credit);
+		c->conn_credit = 0;
+	}
+	if (s && rv == 0) {
+		s->credit += (uint32_t)n;
+		if (s->credit >= CREDIT_STEP_STREAM) {
+			/* fails harmlessly if the stream has closed meanwhile */
+			if (nghttp2_submit_window_update(c->h2, NGHTTP2_FLAG_NONE, sid,
+							 (int32_t)s->credit) == NGHTTP2_ERR_NOMEM)
+				rv = NGHTTP2_ERR_NOMEM;
+			s->credit = 0;
+		}
+	}
+	return rv;
+}
+
 /* Give bytes the owner will never consume back to the connection window. */
 static void release_unconsumed(struct zt_h2c *c, struct h2s *s)
 {
 	if (s->unconsumed) {
-		nghttp2_session_consume_connection(c->h2, (size_t)s->unconsumed);
+		if (credit(c, NULL, 0, (size_t)s->unconsumed) == NGHTTP2_ERR_NOMEM)
+			c->oom = true;
 		s->unconsumed = 0;
 	}
 }
@@ -697,9 +730,8 @@ static int on_data_chunk_cb(nghttp2_session *session, uint8_t flags, int32_t sid
 	struct zt_h2c *c = ud;
 	struct h2s *s = nghttp2_session_get_stream_user_data(session, sid);
 	if (!s || !s->active || !c->cbs->on_data) {
-		/* Nobody reads it: give the window back at once. */
-		nghttp2_session_consume(session, sid, len);
-		return 0;
+		/* Nobody reads it: give the connection window back at once. */
+		return credit(c, NULL, 0, len) == NGHTTP2_ERR_NOMEM ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
 	}
 	s->unconsumed += len;
 	c->cbs->on_data(c->ud, sid, s->sud, data, len);
@@ -1467,7 +1499,7 @@ int zt_h2c_consumed(struct zt_h2c *c, int32_t sid, size_t n)
 		return 0;
 	s->unconsumed -= n;
 	enter(c);
-	if (nghttp2_session_consume(c->h2, sid, n) == NGHTTP2_ERR_NOMEM)
+	if (credit(c, s, sid, n) == NGHTTP2_ERR_NOMEM)
 		fail(c, -ENOMEM, true, NGHTTP2_INTERNAL_ERROR, "cannot queue WINDOW_UPDATE");
 	leave(c);
 	return 0;

@@ -245,8 +245,8 @@ int zt_h2c_close_write(struct zt_h2c *c, int32_t sid);
 int zt_h2c_reset(struct zt_h2c *c, int32_t sid, uint32_t code);
 
 /* `n` bytes delivered by on_data left the owner's buffers: reopen the peer's
- * window by that much (WINDOW_UPDATE once half a window is consumed, as
- * nghttp2 decides). After the stream closed, it is a no-op.
+ * window by that much (a WINDOW_UPDATE once 1/16 of the stream's window,
+ * and of the connection's, is consumed). After the stream closed, it is a no-op.
  * Returns 0, -ENOENT (stream gone; nothing to do), -ESHUTDOWN. */
 int zt_h2c_consumed(struct zt_h2c *c, int32_t sid, size_t n);
 
