@@ -1070,6 +1070,8 @@ void zt_tun_accept_hbone(struct zt_shard *s, struct zt_listener *l, int fd)
 	}
 	hc->fd = fd;
 	hc->connected = true;
+	/* TLS records (a WINDOW_UPDATE, then an echo) must not wait for Nagle */
+	zt_sock_nodelay(fd);
 	hc->spod = l->spod;
 	if (hc->spod)
 		hc->spod->conns++;
