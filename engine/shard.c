@@ -326,9 +326,13 @@ static void listener_close(struct zt_shard *s, struct zt_listener *l)
 			io_uring_sqe_set_flags(sqe, IOSQE_CQE_SKIP_SUCCESS);
 		}
 	}
-	/* The in-flight accept holds its own file reference: closing is safe. */
-	if (l->owns_fd)
+	/* The in-flight accept holds its own file reference, so close() alone
+	 * would leave the socket listening until the cancel lands; shutdown()
+	 * stops it now and resets what waits in its accept queue. */
+	if (l->owns_fd) {
+		shutdown(l->fd, SHUT_RDWR);
 		close(l->fd);
+	}
 	l->fd = -1;
 	if (!l->armed)
 		listener_unlink_free(s, l);
