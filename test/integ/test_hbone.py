@@ -16,7 +16,10 @@ from the embedded CA with a root shared through --ca-cert/--ca-key.
    across renewals, and new tunnels use the new certificates;
 6. a policy change re-checks open tunnels: with no policy, client and other each
    run a long transfer; the ALLOW for the client arrives; other's tunnel is reset
-   ("RBAC rejected"), the client's goes on to the end."""
+   ("RBAC rejected"), the client's goes on to the end;
+7. stalled tunnels under buffer pressure: other's zring has 16 buffers of 64 KiB;
+   3 uploads into servers that read nothing for 15 s could pin them all, so their
+   queues move to private memory and a 1 MiB echo beside them completes in < 8 s."""
 import os
 import time
 
@@ -61,9 +64,11 @@ def body(ctx):
         z = {}
         for n in ("server", "client", "other"):
             pods[n].install_capture()
+            # "other" gets 16 buffers of 64 KiB (1 MiB per shard) for step 7
+            few = ("--buf-size", "65536", "--buf-count", "16") if n == "other" else ()
             z[n] = ztlib.start_zring(ctx, pods[n], cfg, label="zring-" + n,
                                      args=("--ca-cert", ca[0], "--ca-key", ca[1],
-                                           "--cert-ttl", "70"))
+                                           "--cert-ttl", "70") + few)
         # rogue: its own root
         pods["rogue"].install_capture()
         z["rogue"] = ztlib.start_zring(ctx, pods["rogue"], cfg, label="zring-rogue",
@@ -163,6 +168,42 @@ def body(ctx):
         check(cut.returncode != 0, "the denied transfer was not cut: %s", csumm)
         z["server"].wait_for(r"RBAC rejected.*sa/other", 5, since=ls)
         say("6. policy change with transfers open: client %s, other cut %s", ksumm, csumm)
+
+        # 7. stalled tunnels under buffer pressure: "other" (16 x 64 KiB buffers per
+        # shard) uploads into 3 servers that read nothing for 15 s; each tunnel's queue
+        # could pin 8 buffers (--conn-buf 512 KiB) and starve the shard, so they move
+        # into private memory and an echo through the same zring still goes through.
+        m7 = {n: len(z[n].lines()) for n in ("server", "other")}
+        write(cfg, mesh(policy=False))
+        for n in m7:
+            z[n].wait_for(r"local config reloaded", 5, since=m7[n])
+        ups = []
+        for i in range(3):
+            sk = pods["other"].connect(SERVER, 8080, timeout=5)
+            sk.sendall(b"ZTD1 stall %d 0 15000\n" % (9700 + i))
+            sk.setblocking(False)
+            ups.append(sk)
+        sent, chunk, end = 0, b"x" * 65536, time.monotonic() + 3
+        while time.monotonic() < end:
+            moved = False
+            for sk in ups:
+                try:
+                    sent += sk.send(chunk)
+                    moved = True
+                except BlockingIOError:
+                    pass
+            if not moved:
+                time.sleep(0.05)
+        t7 = time.monotonic()
+        rc, res, summ = ztlib.ztdata_client(ctx, pods["other"], SERVER + ":8080", "echo",
+                                            1 << 20, count=2, timeout=30, check_ok=False)
+        dt = time.monotonic() - t7
+        for sk in ups:
+            sk.close()
+        check(rc == 0 and dt < 8, "echo beside 3 stalled uploads (%d MiB accepted): rc %d in "
+              "%.1f s (the stall lasts 15 s): %s", sent >> 20, rc, dt, summ)
+        say("7. 3 stalled uploads (%d MiB accepted) on 16 buffers: an echo beside them took "
+            "%.1f s: %s", sent >> 20, dt, summ)
 
 
 if __name__ == "__main__":
