@@ -72,7 +72,7 @@ static struct zt_conn *conn_alloc(struct zt_shard *s)
 		c->d[i].recv_op = (struct zt_op){.kind = ZT_OP_RECV, .dir = (uint8_t)i};
 		c->d[i].send_op = (struct zt_op){.kind = ZT_OP_SEND, .dir = (uint8_t)i};
 		c->d[i].err_op = (struct zt_op){.kind = ZT_OP_ERRPOLL, .dir = (uint8_t)i};
-		c->d[i].q_head = c->d[i].q_tail = ZT_BID_NONE;
+		zt_bufq_init(&c->d[i].q);
 	}
 	c->connect_op.kind = ZT_OP_CONNECT;
 	c->timeout_op.kind = ZT_OP_CONNECT_TIMEOUT;
@@ -110,18 +110,11 @@ static void finish(struct zt_shard *s, struct zt_conn *c)
 {
 	for (int i = 0; i < 2; i++) {
 		struct zt_dir *d = &c->d[i];
-		while (d->q_head != ZT_BID_NONE) {
-			uint16_t b = d->q_head;
-			d->q_head = s->buf_next[b];
-			zt_shard_buf_return(s, b);
-		}
-		d->q_tail = ZT_BID_NONE;
+		zt_bufq_clear(s, &d->q);
 		if (d->starved) {
 			d->starved = false;
 			s->n_starved--;
 		}
-		free(d->spill);
-		d->spill = NULL;
 		d->reclaim = false;
 	}
 	for (int i = 0; i < 2; i++)
@@ -192,7 +185,7 @@ static void arm_recv(struct zt_shard *s, struct zt_conn *c, int dir)
 	}
 	/* At most the room left under the cap: what a direction holds never
 	 * exceeds conn_buf_cap (dir_progress arms only with enough room). */
-	io_uring_prep_recv(sqe, c->fd[dir], NULL, zt_shard_recv_room(s, d->q_bytes), 0);
+	io_uring_prep_recv(sqe, c->fd[dir], NULL, zt_shard_recv_room(s, d->q.bytes), 0);
 	sqe->flags |= IOSQE_BUFFER_SELECT;
 	sqe->buf_group = ZT_BUF_GROUP;
 	io_uring_sqe_set_data(sqe, &d->recv_op);
@@ -200,28 +193,21 @@ static void arm_recv(struct zt_shard *s, struct zt_conn *c, int dir)
 	c->inflight++;
 }
 
-/* Move the direction's queued provided buffers into its spill ring. */
-static void spill_queue(struct zt_shard *s, struct zt_conn *c, int dir)
-{
-	struct zt_dir *d = &c->d[dir];
-	zt_shard_spill_queue(s, &d->spill, &d->q_head, &d->q_tail, &d->q_off);
-}
-
 static void send_head(struct zt_shard *s, struct zt_conn *c, int dir)
 {
 	struct zt_dir *d = &c->d[dir];
-	uint16_t b = d->q_head;
 	struct io_uring_sqe *sqe = zt_shard_sqe(s);
 	if (!sqe) {
 		conn_abort(s, c, -ENOMEM, "submission queue full", 3);
 		return;
 	}
-	if (d->spill) {
-		zt_spill_msg(d->spill);
-		io_uring_prep_sendmsg(sqe, c->fd[!dir], &d->spill->msg, MSG_NOSIGNAL);
+	if (d->q.spill) { /* the whole ring, in up to two pieces */
+		zt_spill_msg(d->q.spill);
+		io_uring_prep_sendmsg(sqe, c->fd[!dir], &d->q.spill->msg, MSG_NOSIGNAL);
 	} else {
-		io_uring_prep_send(sqe, c->fd[!dir], s->bufs + (size_t)b * s->buf_size + d->q_off,
-				   s->buf_len[b] - d->q_off, MSG_NOSIGNAL);
+		const uint8_t *p;
+		uint32_t n = zt_bufq_peek(s, &d->q, &p);
+		io_uring_prep_send(sqe, c->fd[!dir], p, n, MSG_NOSIGNAL);
 	}
 	io_uring_sqe_set_data(sqe, &d->send_op);
 	d->send_inflight = true;
@@ -234,11 +220,11 @@ static void dir_progress(struct zt_shard *s, struct zt_conn *c, int dir)
 	struct zt_dir *d = &c->d[dir];
 	if (c->state != ZT_CONN_RELAYING)
 		return;
-	if (d->eof && d->q_bytes == 0 && !d->send_inflight && !d->shut) {
+	if (d->eof && d->q.bytes == 0 && !d->send_inflight && !d->shut) {
 		shutdown(c->fd[!dir], SHUT_WR);
 		d->shut = true;
 	}
-	if (!d->eof && !d->recv_armed && !d->starved && zt_shard_recv_room(s, d->q_bytes))
+	if (!d->eof && !d->recv_armed && !d->starved && zt_shard_recv_room(s, d->q.bytes))
 		arm_recv(s, c, dir);
 	if (c->d[0].shut && c->d[1].shut) {
 		c->state = ZT_CONN_CLOSING; /* the caller's maybe_finish frees it */
@@ -306,27 +292,11 @@ static void on_recv(struct zt_shard *s, struct zt_conn *c, int dir, struct io_ur
 			zt_shard_buf_return(s, b);
 			return;
 		}
-		if (d->spill) {
-			/* Spilled: keep the order, append behind the bytes
-			 * already there (recvs are armed only below the cap, so
-			 * the ring has room). */
-			uint32_t k = zt_spill_put(d->spill, s->bufs + (size_t)b * s->buf_size,
-						  (uint32_t)cqe->res);
-			zt_shard_buf_return(s, b);
-			if (k != (uint32_t)cqe->res) {
-				conn_abort(s, c, -ENOBUFS, "spill overflow", 3);
-				return;
-			}
-		} else {
-			s->buf_len[b] = (uint32_t)cqe->res;
-			s->buf_next[b] = ZT_BID_NONE;
-			if (d->q_tail == ZT_BID_NONE)
-				d->q_head = b;
-			else
-				s->buf_next[d->q_tail] = b;
-			d->q_tail = b;
+		/* recvs are armed only below the cap, so a spill ring has room */
+		if (!zt_bufq_push(s, &d->q, b, (uint32_t)cqe->res)) {
+			conn_abort(s, c, -ENOBUFS, "spill overflow", 3);
+			return;
 		}
-		d->q_bytes += (uint32_t)cqe->res;
 		if (!d->send_inflight)
 			send_head(s, c, dir);
 		dir_progress(s, c, dir);
@@ -364,7 +334,7 @@ static void on_send(struct zt_shard *s, struct zt_conn *c, int dir, struct io_ur
 		/* zt_conn_reclaim() stopped a send that was waiting for room:
 		 * nothing of it went out. Spill the queue and send from there. */
 		d->reclaim = false;
-		spill_queue(s, c, dir);
+		zt_bufq_spill(s, &d->q);
 		send_head(s, c, dir);
 		return;
 	}
@@ -374,33 +344,16 @@ static void on_send(struct zt_shard *s, struct zt_conn *c, int dir, struct io_ur
 			   1u << dir);
 		return;
 	}
-	d->q_bytes -= (uint32_t)cqe->res;
 	d->bytes += (uint64_t)cqe->res;
 	if (c->series) /* request bytes are "received", response bytes "sent" */
 		atomic_fetch_add_explicit(dir == 0 ? &c->series->received : &c->series->sent,
 					  (uint64_t)cqe->res, memory_order_relaxed);
-	if (d->spill) {
-		zt_spill_consume(d->spill, (uint32_t)cqe->res);
-		if (!d->spill->count) { /* caught up: back to the provided buffers */
-			free(d->spill);
-			d->spill = NULL;
-		}
-	} else {
-		uint16_t b = d->q_head;
-		d->q_off += (uint32_t)cqe->res;
-		if (d->q_off == s->buf_len[b]) {
-			d->q_head = s->buf_next[b];
-			if (d->q_head == ZT_BID_NONE)
-				d->q_tail = ZT_BID_NONE;
-			d->q_off = 0;
-			zt_shard_buf_return(s, b);
-		}
-	}
+	zt_bufq_consume(s, &d->q, (uint32_t)cqe->res);
 	if (d->reclaim) { /* the cancel came too late: spill what is left */
 		d->reclaim = false;
-		spill_queue(s, c, dir);
+		zt_bufq_spill(s, &d->q);
 	}
-	if (d->q_bytes)
+	if (d->q.bytes)
 		send_head(s, c, dir);
 	dir_progress(s, c, dir);
 }
@@ -667,7 +620,7 @@ void zt_conn_reclaim(struct zt_shard *s)
 			continue;
 		for (int i = 0; i < 2; i++) {
 			struct zt_dir *d = &c->d[i];
-			if (!d->send_inflight || d->spill || d->reclaim || d->q_head == ZT_BID_NONE)
+			if (!d->send_inflight || d->q.spill || d->reclaim || d->q.head == ZT_BID_NONE)
 				continue;
 			struct io_uring_sqe *sqe = zt_shard_sqe(s);
 			if (!sqe)

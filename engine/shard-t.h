@@ -68,25 +68,30 @@ struct zt_shard_msg {
 
 #define ZT_BID_NONE 0xffffu
 
-/* One direction of a relay: bytes read from fd[dir] and written to fd[!dir].
- * Received buffers queue here (a list threaded through the shard's buffer
- * table) until sent. */
+/* Received bytes waiting to be passed on, in order: provided buffers threaded
+ * through the shard's buffer table (no copy), or, once spilled, a private ring
+ * (spill.h) that later bytes are appended to until it drains. */
+struct zt_bufq {
+	uint16_t head, tail;     /* buffer ids, ZT_BID_NONE when empty */
+	uint32_t off;            /* bytes of the head buffer already taken */
+	uint32_t bytes;          /* bytes queued */
+	struct zt_spill *spill;  /* non-NULL: the bytes are here, not in buffers */
+};
+
+/* One direction of a relay: bytes read from fd[dir] and written to fd[!dir]. */
 struct zt_dir {
 	struct zt_op recv_op;
 	struct zt_op send_op;
 	struct zt_op err_op;     /* poll for errors on fd[dir], even while reads pause */
 	bool err_armed;
-	uint16_t q_head, q_tail; /* buffer ids, ZT_BID_NONE when empty */
-	uint32_t q_off;          /* bytes of the head buffer already sent */
-	uint32_t q_bytes;        /* bytes queued, not yet sent */
+	struct zt_bufq q;        /* received, not yet sent */
 	uint64_t bytes;          /* bytes relayed */
 	bool recv_armed;         /* a recv is in flight */
 	bool starved;            /* recv ended for lack of buffers */
 	bool send_inflight;
 	bool eof;                /* read side saw FIN */
 	bool shut;               /* FIN forwarded (shutdown SHUT_WR on fd[!dir]) */
-	bool reclaim;            /* send cancelled to move the queue into `spill` */
-	struct zt_spill *spill;  /* unsent bytes in private memory (spill.h) */
+	bool reclaim;            /* send cancelled to spill the queue */
 };
 
 enum zt_conn_state { ZT_CONN_CONNECTING = 0, ZT_CONN_RELAYING, ZT_CONN_CLOSING };
@@ -178,12 +183,21 @@ static inline uint32_t zt_shard_recv_room(const struct zt_shard *s, uint32_t hel
 	return cap - held;
 }
 
-/* Move a queue of provided buffers (q_head..q_tail, the first q_off bytes of
- * the head already sent) into *spill (created with conn_buf_cap of room if
- * NULL) and return the buffers. false: no memory for the ring (nothing moved). */
-struct zt_spill;
-bool zt_shard_spill_queue(struct zt_shard *s, struct zt_spill **spill, uint16_t *q_head,
-			  uint16_t *q_tail, uint32_t *q_off);
+/* Queue operations (shard thread). */
+void zt_bufq_init(struct zt_bufq *q);
+/* Append buffer b holding len bytes (spilled queues copy it and return b).
+ * false: the spill ring had no room (the bytes are lost: fail the connection). */
+bool zt_bufq_push(struct zt_shard *s, struct zt_bufq *q, uint16_t b, uint32_t len);
+/* The first contiguous queued piece (0 when empty). */
+uint32_t zt_bufq_peek(const struct zt_shard *s, const struct zt_bufq *q, const uint8_t **p);
+/* n bytes (at most the queue) were passed on: drop them, return spent buffers,
+ * free a spill ring once empty. */
+void zt_bufq_consume(struct zt_shard *s, struct zt_bufq *q, uint32_t n);
+/* Move the queued buffers into a spill ring of conn_buf_cap and return them.
+ * false: no memory for the ring (nothing moved). */
+bool zt_bufq_spill(struct zt_shard *s, struct zt_bufq *q);
+/* Return every buffer and free the ring. */
+void zt_bufq_clear(struct zt_shard *s, struct zt_bufq *q);
 /* The shard ran out of provided buffers: connections holding some move their
  * unsent bytes into private memory (spill.h). */
 void zt_conn_reclaim(struct zt_shard *s);

@@ -75,6 +75,97 @@ struct io_uring_sqe *zt_shard_sqe(struct zt_shard *s)
 	return sqe;
 }
 
+/* ---- queues of received bytes (shard-t.h) ---- */
+
+void zt_bufq_init(struct zt_bufq *q)
+{
+	*q = (struct zt_bufq){.head = ZT_BID_NONE, .tail = ZT_BID_NONE};
+}
+
+bool zt_bufq_push(struct zt_shard *s, struct zt_bufq *q, uint16_t b, uint32_t len)
+{
+	if (q->spill) { /* keep the order: behind the spilled bytes */
+		uint32_t k = zt_spill_put(q->spill, s->bufs + (size_t)b * s->buf_size, len);
+		zt_shard_buf_return(s, b);
+		q->bytes += k;
+		return k == len;
+	}
+	s->buf_len[b] = len;
+	s->buf_next[b] = ZT_BID_NONE;
+	if (q->tail == ZT_BID_NONE)
+		q->head = b;
+	else
+		s->buf_next[q->tail] = b;
+	q->tail = b;
+	q->bytes += len;
+	return true;
+}
+
+uint32_t zt_bufq_peek(const struct zt_shard *s, const struct zt_bufq *q, const uint8_t **p)
+{
+	if (q->spill)
+		return zt_spill_peek(q->spill, p);
+	if (q->head == ZT_BID_NONE)
+		return 0;
+	*p = s->bufs + (size_t)q->head * s->buf_size + q->off;
+	return s->buf_len[q->head] - q->off;
+}
+
+void zt_bufq_consume(struct zt_shard *s, struct zt_bufq *q, uint32_t n)
+{
+	q->bytes -= n;
+	if (q->spill) {
+		zt_spill_consume(q->spill, n);
+		if (!q->spill->count) { /* caught up: back to the provided buffers */
+			free(q->spill);
+			q->spill = NULL;
+		}
+		return;
+	}
+	while (n) {
+		uint16_t b = q->head;
+		uint32_t k = s->buf_len[b] - q->off < n ? s->buf_len[b] - q->off : n;
+		q->off += k;
+		n -= k;
+		if (q->off == s->buf_len[b]) {
+			q->head = s->buf_next[b];
+			if (q->head == ZT_BID_NONE)
+				q->tail = ZT_BID_NONE;
+			q->off = 0;
+			zt_shard_buf_return(s, b);
+		}
+	}
+}
+
+bool zt_bufq_spill(struct zt_shard *s, struct zt_bufq *q)
+{
+	if (q->head == ZT_BID_NONE)
+		return true;
+	if (!q->spill && !(q->spill = zt_spill_new(s->rt->opts.conn_buf_cap)))
+		return false;
+	while (q->head != ZT_BID_NONE) {
+		uint16_t b = q->head;
+		zt_spill_put(q->spill, s->bufs + (size_t)b * s->buf_size + q->off, s->buf_len[b] - q->off);
+		q->off = 0;
+		q->head = s->buf_next[b];
+		zt_shard_buf_return(s, b);
+	}
+	q->tail = ZT_BID_NONE;
+	atomic_fetch_add_explicit(&s->stats.spills, 1, memory_order_relaxed);
+	return true;
+}
+
+void zt_bufq_clear(struct zt_shard *s, struct zt_bufq *q)
+{
+	while (q->head != ZT_BID_NONE) {
+		uint16_t b = q->head;
+		q->head = s->buf_next[b];
+		zt_shard_buf_return(s, b);
+	}
+	free(q->spill);
+	zt_bufq_init(q);
+}
+
 /* Ring set-up. Each flag is a request; the kernel may refuse and we retry
  * without it:
  *  SINGLE_ISSUER  only this thread submits: the kernel skips locking.
@@ -83,25 +174,6 @@ struct io_uring_sqe *zt_shard_sqe(struct zt_shard *s)
  *  COOP_TASKRUN   (fallback for DEFER) no IPI to signal completions.
  *  SUBMIT_ALL     keep submitting after one SQE fails.
  *  CQSIZE         a CQ 4x the SQ: many multishot completions per submission. */
-bool zt_shard_spill_queue(struct zt_shard *s, struct zt_spill **spill, uint16_t *q_head,
-			  uint16_t *q_tail, uint32_t *q_off)
-{
-	if (*q_head == ZT_BID_NONE)
-		return true;
-	if (!*spill && !(*spill = zt_spill_new(s->rt->opts.conn_buf_cap)))
-		return false;
-	while (*q_head != ZT_BID_NONE) {
-		uint16_t b = *q_head;
-		zt_spill_put(*spill, s->bufs + (size_t)b * s->buf_size + *q_off, s->buf_len[b] - *q_off);
-		*q_off = 0;
-		*q_head = s->buf_next[b];
-		zt_shard_buf_return(s, b);
-	}
-	*q_tail = ZT_BID_NONE;
-	atomic_fetch_add_explicit(&s->stats.spills, 1, memory_order_relaxed);
-	return true;
-}
-
 /* After a batch of completions: if receives ran out of provided buffers,
  * connections holding some move them into private memory (at most every
  * 10 ms), and starved receives are re-armed once buffers are back. */

@@ -35,7 +35,6 @@
 #include "engine/metrics.h"
 #include "engine/shard-t.h"
 #include "engine/sock.h"
-#include "engine/spill.h"
 #include "hbone/certstore.h"
 #include "hbone/h2conn.h"
 #include "hbone/identity.h"
@@ -101,10 +100,8 @@ struct tun {
 	bool stream_live; /* h2conn may still call us with this tun as sud */
 	struct zt_op recv_op, send_op, connect_op, timeout_op;
 	/* socket -> stream */
-	uint16_t q_head, q_tail;
-	uint32_t q_off, q_bytes;
+	struct zt_bufq q;
 	bool recv_armed, sock_eof, fin_sent, starved;
-	struct zt_spill *spill; /* the queue, moved out of the provided buffers */
 	/* stream -> socket */
 	struct chunk *c_head, *c_tail;
 	uint32_t c_bytes;      /* bytes in the chunks, not yet sent */
@@ -436,7 +433,7 @@ static struct tun *tun_new(struct zt_shard *s, int fd, bool outbound)
 		return NULL;
 	t->fd = fd;
 	t->outbound = outbound;
-	t->q_head = t->q_tail = ZT_BID_NONE;
+	zt_bufq_init(&t->q);
 	t->recv_op.kind = ZT_OP_TUN_RECV;
 	t->send_op.kind = ZT_OP_TUN_SEND;
 	t->connect_op.kind = ZT_OP_TUN_CONNECT;
@@ -493,19 +490,13 @@ static void tun_maybe_free(struct zt_shard *s, struct tun *t)
 {
 	if (t->state != T_CLOSING || t->inflight || t->stream_live)
 		return;
-	while (t->q_head != ZT_BID_NONE) {
-		uint16_t b = t->q_head;
-		t->q_head = s->buf_next[b];
-		zt_shard_buf_return(s, b);
-	}
+	zt_bufq_clear(s, &t->q);
 	if (t->starved) {
 		t->starved = false;
 		s->tun->n_starved--;
 	}
 	chunks_put(s->tun, t->c_head);
 	t->c_head = t->c_tail = NULL;
-	free(t->spill);
-	t->spill = NULL;
 	if (t->fd >= 0)
 		close(t->fd);
 	tun_log(t);
@@ -560,7 +551,7 @@ static void tun_check_done(struct zt_shard *s, struct tun *t)
 
 static void tun_arm_recv(struct zt_shard *s, struct tun *t)
 {
-	uint32_t room = zt_shard_recv_room(s, t->q_bytes);
+	uint32_t room = zt_shard_recv_room(s, t->q.bytes);
 	if (t->recv_armed || t->sock_eof || t->starved || t->state != T_OPEN || !room)
 		return;
 	if (arm_recv_fd(s, t->fd, &t->recv_op, room)) {
@@ -574,16 +565,9 @@ static void tun_push(struct zt_shard *s, struct tun *t)
 {
 	if (t->state != T_OPEN || !t->stream_live)
 		return;
-	while (t->q_bytes) {
-		uint16_t b = t->q_head;
+	while (t->q.bytes) {
 		const uint8_t *p;
-		uint32_t n;
-		if (t->spill) {
-			n = zt_spill_peek(t->spill, &p);
-		} else {
-			p = s->bufs + (size_t)b * s->buf_size + t->q_off;
-			n = s->buf_len[b] - t->q_off;
-		}
+		uint32_t n = zt_bufq_peek(s, &t->q, &p);
 		ssize_t w = zt_h2c_write(t->hc->h2, t->sid, p, n);
 		if (w < 0) {
 			tun_fail(s, t, (int)w, true, "tunnel write failed: %s", strerror((int)-w));
@@ -591,29 +575,13 @@ static void tun_push(struct zt_shard *s, struct tun *t)
 		}
 		if (w == 0)
 			break; /* on_writable resumes */
-		t->q_bytes -= (uint32_t)w;
+		zt_bufq_consume(s, &t->q, (uint32_t)w);
 		t->up += (uint64_t)w;
 		if (t->series) /* outbound: request bytes; inbound: response bytes */
 			atomic_fetch_add_explicit(t->outbound ? &t->series->received : &t->series->sent,
 						  (uint64_t)w, memory_order_relaxed);
-		if (t->spill) {
-			zt_spill_consume(t->spill, (uint32_t)w);
-			if (!t->spill->count) {
-				free(t->spill);
-				t->spill = NULL;
-			}
-			continue;
-		}
-		t->q_off += (uint32_t)w;
-		if (t->q_off == s->buf_len[b]) {
-			t->q_head = s->buf_next[b];
-			if (t->q_head == ZT_BID_NONE)
-				t->q_tail = ZT_BID_NONE;
-			t->q_off = 0;
-			zt_shard_buf_return(s, b);
-		}
 	}
-	if (t->sock_eof && !t->q_bytes && !t->fin_sent) {
+	if (t->sock_eof && !t->q.bytes && !t->fin_sent) {
 		zt_h2c_close_write(t->hc->h2, t->sid);
 		t->fin_sent = true;
 	}
@@ -1186,24 +1154,10 @@ void zt_tun_complete(struct zt_shard *s, struct zt_op *op, struct io_uring_cqe *
 				zt_shard_buf_return(s, b);
 				break;
 			}
-			if (t->spill) { /* keep the order: behind the spilled bytes */
-				uint32_t k = zt_spill_put(t->spill, s->bufs + (size_t)b * s->buf_size,
-							  (uint32_t)cqe->res);
-				zt_shard_buf_return(s, b);
-				if (k != (uint32_t)cqe->res) {
-					tun_fail(s, t, -ENOBUFS, true, "spill overflow");
-					break;
-				}
-			} else {
-				s->buf_len[b] = (uint32_t)cqe->res;
-				s->buf_next[b] = ZT_BID_NONE;
-				if (t->q_tail == ZT_BID_NONE)
-					t->q_head = b;
-				else
-					s->buf_next[t->q_tail] = b;
-				t->q_tail = b;
+			if (!zt_bufq_push(s, &t->q, b, (uint32_t)cqe->res)) {
+				tun_fail(s, t, -ENOBUFS, true, "spill overflow");
+				break;
 			}
-			t->q_bytes += (uint32_t)cqe->res;
 			tun_push(s, t);
 		} else if (cqe->res == 0) {
 			t->sock_eof = true;
@@ -1360,8 +1314,7 @@ void zt_tun_reclaim(struct zt_shard *s)
 	if (!ts)
 		return;
 	for (struct tun *t = ts->tuns.next; t != &ts->tuns; t = t->next) {
-		if (!t->spill && t->q_head != ZT_BID_NONE &&
-		    !zt_shard_spill_queue(s, &t->spill, &t->q_head, &t->q_tail, &t->q_off))
+		if (!t->q.spill && !zt_bufq_spill(s, &t->q))
 			return; /* out of memory: try again on the next walk */
 	}
 }
@@ -1460,7 +1413,7 @@ void zt_tun_shard_free(struct zt_shard *s)
 	for (struct tun *t = ts->tuns.next, *n; t != &ts->tuns; t = n) {
 		n = t->next;
 		chunks_put(ts, t->c_head);
-		free(t->spill);
+		free(t->q.spill);
 		if (t->fd >= 0)
 			close(t->fd);
 		free(t);

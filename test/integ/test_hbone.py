@@ -183,17 +183,7 @@ def body(ctx):
             sk.sendall(b"ZTD1 stall %d 0 15000\n" % (9700 + i))
             sk.setblocking(False)
             ups.append(sk)
-        sent, chunk, end = 0, b"x" * 65536, time.monotonic() + 3
-        while time.monotonic() < end:
-            moved = False
-            for sk in ups:
-                try:
-                    sent += sk.send(chunk)
-                    moved = True
-                except BlockingIOError:
-                    pass
-            if not moved:
-                time.sleep(0.05)
+        sent = ztlib.fill_until_blocked(ups, 3)
         t7 = time.monotonic()
         rc, res, summ = ztlib.ztdata_client(ctx, pods["other"], SERVER + ":8080", "echo",
                                             1 << 20, count=2, timeout=30, check_ok=False)

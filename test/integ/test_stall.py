@@ -82,19 +82,7 @@ def body(ctx):
             s.sendall(b"ZTD1 stall %d 0 15000\n" % (9500 + i))
             s.setblocking(False)
             ups.append(s)
-        chunk = b"x" * 65536
-        sent = 0
-        end = time.monotonic() + 3
-        while time.monotonic() < end:
-            progress = False
-            for s in ups:
-                try:
-                    sent += s.send(chunk)
-                    progress = True
-                except BlockingIOError:
-                    pass
-            if not progress:
-                time.sleep(0.05)
+        sent = ztlib.fill_until_blocked(ups, 3)
         peak = watch_rss(z, 1)
         say("20 uploads into non-reading servers: %d MiB accepted by the kernel/zring, "
             "RSS peak %d KiB", sent >> 20, peak)

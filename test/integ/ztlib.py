@@ -384,6 +384,23 @@ class Mesh:
         return ztdata_client(self.ctx, self.client, self.vip, op, nbytes, **kw)
 
 
+def fill_until_blocked(socks, seconds):
+    """Send 64 KiB chunks on non-blocking sockets for `seconds` (their readers are
+    stalled): returns the bytes the kernel and the proxy accepted."""
+    sent, chunk, end = 0, b"x" * 65536, time.monotonic() + seconds
+    while time.monotonic() < end:
+        moved = False
+        for s in socks:
+            try:
+                sent += s.send(chunk)
+                moved = True
+            except BlockingIOError:
+                pass
+        if not moved:
+            time.sleep(0.05)
+    return sent
+
+
 def wait_until(pred, timeout, what, interval=0.05):
     deadline = time.monotonic() + timeout
     while True:

@@ -206,8 +206,8 @@ static void test_backpressure_bounded(void)
 				break;
 			up.wrote += (uint64_t)w;
 		}
-		if (c->d[0].q_bytes > max_q)
-			max_q = c->d[0].q_bytes;
+		if (c->d[0].q.bytes > max_q)
+			max_q = c->d[0].q.bytes;
 		if (e.s->bufs_free < min_free)
 			min_free = e.s->bufs_free;
 	}
@@ -262,6 +262,19 @@ static void test_reset_propagates(void)
 	env_free(&e);
 }
 
+/* Close n flows' ends; every connection must finish and give back its buffers. */
+static void close_all(struct env *e, struct flow *f, int n)
+{
+	for (int k = 0; k < n; k++) {
+		close(f[k].wfd);
+		close(f[k].rfd);
+	}
+	for (int i = 0; i < 2000 && e->s->n_conns; i++)
+		step(e);
+	CHECK(e->s->n_conns == 0 && e->s->bufs_free == e->s->buf_count && e->s->n_starved == 0);
+	env_free(e);
+}
+
 static void test_starvation_recovers(void)
 {
 	/* 16 small buffers shared by 6 busy connections: reads hit ENOBUFS,
@@ -288,14 +301,7 @@ static void test_starvation_recovers(void)
 	}
 	for (int k = 0; k < N; k++)
 		CHECK(f[k].read == f[k].n && !f[k].bad);
-	for (int k = 0; k < N; k++) {
-		close(f[k].wfd);
-		close(f[k].rfd);
-	}
-	for (int i = 0; i < 2000 && e.s->n_conns; i++)
-		step(&e);
-	CHECK(e.s->n_conns == 0 && e.s->bufs_free == e.s->buf_count && e.s->n_starved == 0);
-	env_free(&e);
+	close_all(&e, f, N);
 }
 
 static void test_stalled_readers_spill(void)
@@ -332,14 +338,14 @@ static void test_stalled_readers_spill(void)
 	uint64_t spills = atomic_load(&e.s->stats.spills);
 	unsigned spilled = 0;
 	for (int k = 0; k < N; k++)
-		spilled += cs[k]->d[0].spill != NULL;
+		spilled += cs[k]->d[0].q.spill != NULL;
 	printf("stalled readers: healthy flow %llu/%llu bytes, %llu spills, %u of %d stalled directions spilled, "
 	       "free buffers %u/%u\n", (unsigned long long)f[N].read, (unsigned long long)f[N].n,
 	       (unsigned long long)spills, spilled, N, e.s->bufs_free, e.s->buf_count);
 	CHECK(f[N].read == f[N].n && !f[N].bad); /* not starved by the stalled ones */
 	CHECK(spills >= 1 && spilled >= 1);
 	for (int k = 0; k < N; k++)
-		CHECK(cs[k]->d[0].q_bytes <= 65536);  /* still bounded by the cap */
+		CHECK(cs[k]->d[0].q.bytes <= 65536);  /* still bounded by the cap */
 	/* phase 2: the stalled servers read everything */
 	bool done = false;
 	for (int i = 0; i < 400000 && !done; i++) {
@@ -352,14 +358,7 @@ static void test_stalled_readers_spill(void)
 	}
 	for (int k = 0; k < N; k++)
 		CHECK(f[k].read == f[k].n && !f[k].bad);
-	for (int k = 0; k <= N; k++) {
-		close(f[k].wfd);
-		close(f[k].rfd);
-	}
-	for (int i = 0; i < 2000 && e.s->n_conns; i++)
-		step(&e);
-	CHECK(e.s->n_conns == 0 && e.s->bufs_free == e.s->buf_count && e.s->n_starved == 0);
-	env_free(&e);
+	close_all(&e, f, N + 1);
 }
 
 int main(void)
