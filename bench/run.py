@@ -16,6 +16,8 @@ Paths ("configs"):
     haproxy-mtls  HAProxy mTLS pair (TLS 1.3, client certs, PROXY v2 carries the destination)
     zring-hbone   zring in zbc (outbound 15001) + zring in zbs, both workloads protocol HBONE:
                   mTLS 1.3 + HTTP/2 CONNECT to 10.77.0.2:15008, one CA root (--ca-cert/--ca-key)
+    zring-poll, zring-pair-poll, zring-hbone-poll
+                  the same three zring paths with --busy-poll 50 (not in the default set)
     nghttpx-pair  HTTP/2 CONNECT over mTLS with nghttpx: zconnect shim (captured TCP -> HTTP/1
                   CONNECT) -> nghttpx -s (h2+TLS backend, client cert) -> :15008 nghttpx -s
                   (verify-client) -> zconnect terminator (HTTP/1 CONNECT -> TCP)
@@ -71,25 +73,35 @@ ZRING_CONFIG = ZRING_CONFIG_T % {"c": "10.77.0.1", "s": "10.77.0.2", "proto": "T
 ZRING_HBONE_CONFIG = ZRING_CONFIG_T % {"c": "10.77.0.1", "s": "10.77.0.2", "proto": "HBONE"}
 HBONE_PORT = 15008
 
-ALL_CONFIGS = ["direct", "zring", "zring-log", "zring-buf64k", "haproxy1", "zring-pair", "haproxy-pair",
-               "haproxy-mtls", "zring-hbone", "nghttpx-pair", "connect-pair"]
+ALL_CONFIGS = ["direct", "zring", "zring-log", "zring-buf64k", "zring-poll", "haproxy1", "zring-pair",
+               "zring-pair-poll", "haproxy-pair", "haproxy-mtls", "zring-hbone", "zring-hbone-poll",
+               "nghttpx-pair", "connect-pair"]
+# --busy-poll of the *-poll paths (microseconds).
+BUSY_POLL_US = 50
 DEFAULT_CONFIGS = ["direct", "zring", "zring-log", "haproxy1", "zring-pair", "haproxy-pair"]
 # --hbone adds these (issue 4: zring's HBONE against the two mTLS peers).
 HBONE_CONFIGS = ["zring-hbone", "haproxy-mtls", "nghttpx-pair"]
-PROXIES = {"direct": 0, "zring": 1, "zring-log": 1, "zring-buf64k": 1, "haproxy1": 1, "zring-pair": 2,
-           "haproxy-pair": 2, "haproxy-mtls": 2, "zring-hbone": 2, "nghttpx-pair": 2, "connect-pair": 2}
+PROXIES = {"direct": 0, "zring": 1, "zring-log": 1, "zring-buf64k": 1, "zring-poll": 1, "haproxy1": 1,
+           "zring-pair": 2, "zring-pair-poll": 2, "haproxy-pair": 2, "haproxy-mtls": 2, "zring-hbone": 2,
+           "zring-hbone-poll": 2, "nghttpx-pair": 2, "connect-pair": 2}
 # HAProxy path with the same number of proxies, for the "x HAProxy (same count)" column
 # (for the tunnelled paths: the HAProxy mTLS pair).
-SAME_COUNT_PEER = {"zring": "haproxy1", "zring-log": "haproxy1", "zring-buf64k": "haproxy1", "zring-pair": "haproxy-pair",
-                   "zring-hbone": "haproxy-mtls", "nghttpx-pair": "haproxy-mtls", "connect-pair": "haproxy-pair"}
+SAME_COUNT_PEER = {"zring": "haproxy1", "zring-log": "haproxy1", "zring-buf64k": "haproxy1", "zring-poll": "haproxy1",
+                   "zring-pair": "haproxy-pair", "zring-pair-poll": "haproxy-pair",
+                   "zring-hbone": "haproxy-mtls", "zring-hbone-poll": "haproxy-mtls",
+                   "nghttpx-pair": "haproxy-mtls", "connect-pair": "haproxy-pair"}
 # Paths that must carry every connection over a tunnel port: checked once per trial setup.
-TUNNEL_PORT = {"zring-hbone": HBONE_PORT, "nghttpx-pair": HBONE_PORT, "haproxy-mtls": 15108}
+TUNNEL_PORT = {"zring-hbone": HBONE_PORT, "zring-hbone-poll": HBONE_PORT, "nghttpx-pair": HBONE_PORT,
+               "haproxy-mtls": 15108}
 DESCR = {
     "direct": "direct TCP (no proxy)",
     "zring": "zring, 1 proxy (client ns), plain relay",
     "zring-log": "zring, 1 proxy, access log on (RUST_LOG=info, to a file)",
     "zring-buf64k": "zring, 1 proxy, `--buf-size 65536 --buf-count 256` (the default before "
                     "2026-11-26; now 256 KiB x 64, like HAProxy's tune.bufsize)",
+    "zring-poll": "zring, 1 proxy, `--busy-poll %d`" % BUSY_POLL_US,
+    "zring-pair-poll": "zring pair, both `--busy-poll %d`" % BUSY_POLL_US,
+    "zring-hbone-poll": "zring HBONE pair, both `--busy-poll %d`" % BUSY_POLL_US,
     "haproxy1": "HAProxy, 1 proxy (client ns), plain TCP",
     "zring-pair": "zring pair: outbound 15001 (client ns) + inbound 15006 (server ns)",
     "haproxy-pair": "HAProxy pair, plain TCP (client ns + server ns)",
@@ -342,19 +354,31 @@ class Trial:
         self._capture_out(15001, ["-m", "mark", "!", "--mark", ZRING_MARK])
         self._zring(NS_C, "zring-out-buf64k", False, ["--buf-size", "65536", "--buf-count", "256"])
 
-    def setup_zring_pair(self):
+    def setup_zring_pair(self, extra=()):
         self._capture_in(15006)
-        self._zring(NS_S, "zring-in", False)
+        self._zring(NS_S, "zring-in", False, extra)
         self._capture_out(15001, ["-m", "mark", "!", "--mark", ZRING_MARK])
-        self._zring(NS_C, "zring-out", False)
+        self._zring(NS_C, "zring-out", False, extra)
 
-    def setup_zring_hbone(self):
+    POLL = ["--busy-poll", str(BUSY_POLL_US)]
+
+    def setup_zring_poll(self):
+        self._capture_out(15001, ["-m", "mark", "!", "--mark", ZRING_MARK])
+        self._zring(NS_C, "zring-out-poll", False, self.POLL)
+
+    def setup_zring_pair_poll(self):
+        self.setup_zring_pair(self.POLL)
+
+    def setup_zring_hbone_poll(self):
+        self.setup_zring_hbone(self.POLL)
+
+    def setup_zring_hbone(self, extra=()):
         # No inbound capture: the client zring dials 10.77.0.2:15008 itself. The server zring
         # starts first: with --ca-cert/--ca-key naming missing files it generates the root and
         # saves it there; the client zring (and every later trial of the run) loads it.
         e = self.env
         os.makedirs(os.path.dirname(e.ca[0]), exist_ok=True)
-        ca = ["--ca-cert", e.ca[0], "--ca-key", e.ca[1]]
+        ca = ["--ca-cert", e.ca[0], "--ca-key", e.ca[1]] + list(extra)
         self._zring(NS_S, "zring-hbone-in", False, ca, ZRING_HBONE_CONFIG, "zring-hbone-config.yaml")
         self._capture_out(15001, ["-m", "mark", "!", "--mark", ZRING_MARK])
         self._zring(NS_C, "zring-hbone-out", False, ca, ZRING_HBONE_CONFIG, "zring-hbone-config.yaml")
@@ -449,7 +473,7 @@ class Trial:
         not reach the server straight from the client ns (a benchmark of the plain path by
         mistake is a defect). Checks ss on both sides; for zring also the server's metrics."""
         e = self.env
-        before = self._mtls_opened() if self.config == "zring-hbone" else None
+        before = self._mtls_opened() if self.config.startswith("zring-hbone") else None
         last = None
         for attempt in range(3):
             h = spawn(e.pin([e.zbench, "hold", "-c", "%s:%d" % (IP_S, PORT_ECHO), "-n", "1", "-d", "20"]),
@@ -918,7 +942,7 @@ def report(env, configs, allres, cmdline, started, info, stamp):
                  "to the server; see Exact commands) passed in the kept trials: %s; a failed check fails the "
                  "trial (Errors)." % ", ".join(checked))
         L.append("")
-    if "zring-hbone" in configs:
+    if any(c.startswith("zring-hbone") for c in configs):
         L.extend(report_targets(env, configs, allres))
     for pl in a.placements:
         L.extend(report_placement(env, configs, allres[pl], pl))
@@ -1125,11 +1149,14 @@ RSS_TARGET_KIB = 8.0
 def report_targets(env, configs, allres):
     """The issue-4 targets for zring-hbone, each with a verdict computed from this run's medians."""
     a = env.args
-    L = ["## Issue 4 (HBONE) targets: zring-hbone", "",
-         "Medians of this run; the verdict compares zring-hbone with the target computed from the peer's "
-         "median in the same run and placement. `n/a`: a number is missing (path or metric not run).", "",
-         "| placement | target | zring-hbone | peer | target value | verdict |",
-         "|---|---|---|---|---|---|"]
+    paths = [c for c in ("zring-hbone", "zring-hbone-poll") if c in configs]
+    L = ["## Issue 4 (HBONE) targets: %s" % ", ".join(paths), "",
+         "Medians of this run; the verdict compares the zring path with the target computed from the peer's "
+         "median in the same run and placement. `n/a`: a number is missing (path or metric not run). "
+         "zring-hbone runs zring's defaults; zring-hbone-poll adds `--busy-poll %d` (CPU spent polling "
+         "for latency, off by default)." % BUSY_POLL_US, "",
+         "| placement | target | path | zring | peer | target value | verdict |",
+         "|---|---|---|---|---|---|---|"]
 
     def med(res, c, key, field):
         runs = res.get(c, {}).get(key, [])
@@ -1138,14 +1165,14 @@ def report_targets(env, configs, allres):
         return s[0] if s else None
 
     unit = {"tput": "Gbit/s", "lat1": "µs", "lat1024": "µs", "conn": "conn/s"}
-    for pl in a.placements:
+    for pl, zp in [(pl, zp) for pl in a.placements for zp in paths]:
         res = allres.get(pl, {})
         for label, key, field, peer, factor, higher in TARGETS:
             if key.startswith("lat") and int(key[3:]) not in a.sizes:
                 continue
             if ("lat" if key.startswith("lat") else key) not in a.metrics:
                 continue
-            v = med(res, "zring-hbone", key, field)
+            v = med(res, zp, key, field)
             pv = med(res, peer, key, field) if peer in configs else None
             tv = pv * factor if pv is not None else None
             if v is None or tv is None:
@@ -1153,18 +1180,19 @@ def report_targets(env, configs, allres):
             else:
                 verdict = "**met**" if (v >= tv if higher else v <= tv) else "**missed**"
             d = {"tput": 2, "conn": 0}.get(key, 1)
-            L.append("| %s | %s | %s %s | %s %s | %s %s | %s |" % (
-                pl, label, fmt(v, d), unit[key], peer, fmt(pv, d), "≥" if higher else "≤", fmt(tv, d), verdict))
-    r = allres.get("_rss", {}).get("zring-hbone")
-    if "rss" in a.metrics:
+            L.append("| %s | %s | %s | %s %s | %s %s | %s %s | %s |" % (
+                pl, label, zp, fmt(v, d), unit[key], peer, fmt(pv, d), "≥" if higher else "≤", fmt(tv, d), verdict))
+    for zp in paths if "rss" in a.metrics else ():
+        r = allres.get("_rss", {}).get(zp)
         if r and r.get("ok"):
             per = r["delta_kib"] / r["ok"]
             verdict = "**met**" if per <= RSS_TARGET_KIB else "**missed**"
-            L.append("| %s | RSS per tunnelled connection ≤ %.0f KiB (both zrings, %d held) | %.2f KiB | — | ≤ %.0f KiB "
-                     "| %s |" % (a.placements[0], RSS_TARGET_KIB, r["ok"], per, RSS_TARGET_KIB, verdict))
+            L.append("| %s | RSS per tunnelled connection ≤ %.0f KiB (both zrings, %d held) | %s | %.2f KiB | — "
+                     "| ≤ %.0f KiB | %s |" % (a.placements[0], RSS_TARGET_KIB, r["ok"], zp, per, RSS_TARGET_KIB,
+                                              verdict))
         else:
-            L.append("| %s | RSS per tunnelled connection ≤ %.0f KiB | — | — | ≤ %.0f KiB | n/a |" % (
-                a.placements[0], RSS_TARGET_KIB, RSS_TARGET_KIB))
+            L.append("| %s | RSS per tunnelled connection ≤ %.0f KiB | %s | — | — | ≤ %.0f KiB | n/a |" % (
+                a.placements[0], RSS_TARGET_KIB, zp, RSS_TARGET_KIB))
     L.append("")
     return L
 
@@ -1235,6 +1263,9 @@ def main():
     ap.add_argument("--mtls", action="store_true", help="add the HAProxy mTLS pair (haproxy-mtls)")
     ap.add_argument("--hbone", action="store_true",
                     help="add the HBONE comparison: %s (and its issue-4 target table)" % ",".join(HBONE_CONFIGS))
+    ap.add_argument("--poll", action="store_true",
+                    help="add the --busy-poll variant (zring-poll, zring-pair-poll, zring-hbone-poll) of every "
+                    "zring path in the run")
     ap.add_argument("--nghttpx-arg", action="append", default=[],
                     help="extra argument for both nghttpx halves (repeatable)")
     ap.add_argument("--zconnect-arg", action="append", default=[],
@@ -1287,6 +1318,9 @@ def main():
         configs.append("haproxy-mtls")
     if a.hbone:
         configs += [c for c in HBONE_CONFIGS if c not in configs]
+    if a.poll:
+        configs += [c + "-poll" for c in ("zring", "zring-pair", "zring-hbone")
+                    if c in configs and c + "-poll" not in configs]
     for c in configs:
         if c not in ALL_CONFIGS:
             sys.exit("unknown path %r (known: %s)" % (c, ", ".join(ALL_CONFIGS)))
@@ -1334,7 +1368,7 @@ def main():
     if "haproxy-mtls" in configs or "nghttpx-pair" in configs:
         env.pki = os.path.join(a.out, "pki")
         sh([os.path.join(HERE, "gen-certs.sh"), env.pki])
-    if "zring-hbone" in configs:
+    if any(c.startswith("zring-hbone") for c in configs):
         # A fresh root per run, generated by the first zring started (see setup_zring_hbone).
         for f in env.ca:
             if os.path.exists(f):
@@ -1465,7 +1499,7 @@ def main():
             allres["_perf"] = []
             for c in [x for x in configs if x in (
                     "zring", "zring-buf64k", "haproxy1", "zring-pair", "haproxy-pair", "haproxy-mtls",
-                    "zring-hbone", "nghttpx-pair", "connect-pair")]:
+                    "zring-hbone", "zring-hbone-poll", "nghttpx-pair", "connect-pair")]:
                 wait_quiet()
                 try:
                     with Trial(env, c, "perf") as t:

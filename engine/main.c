@@ -35,6 +35,8 @@ static void usage(FILE *f)
 		"  --buf-count N        provided buffers per shard, power of two (default 64)\n"
 		"  --conn-buf BYTES     unsent bytes per direction before reads pause (default 524288)\n"
 		"  --connect-timeout MS upstream connect timeout (default 10000)\n"
+		"  --busy-poll US       after handling events, poll up to US microseconds for more\n"
+		"                       before sleeping (spends CPU for latency; default 0 = off)\n"
 		"  --drain-seconds S    drain deadline on SIGTERM   [TERMINATION_GRACE_PERIOD_SECONDS rule]\n"
 		"  --ca-cert F --ca-key F  embedded CA root: loaded if F exists, else generated and\n"
 		"                       saved there (zrings sharing one root trust each other)\n"
@@ -133,7 +135,7 @@ int main(int argc, char **argv)
 		o->inpod_uds = ZT_ZDS_DEFAULT_PATH;
 
 	enum { O_SHARDS = 256, O_NOPIN, O_LOG, O_JSON, O_BUFSZ, O_BUFN, O_CONNBUF, O_CTO, O_DRAIN,
-	       O_OUT, O_IN, O_READY, O_METRICS, O_CACERT, O_CAKEY, O_CERTTTL, O_PODL };
+	       O_OUT, O_IN, O_READY, O_METRICS, O_CACERT, O_CAKEY, O_CERTTTL, O_PODL, O_BUSY };
 	static const struct option lo[] = {
 		{"config", required_argument, NULL, 'c'},
 		{"shards", required_argument, NULL, O_SHARDS},
@@ -153,6 +155,7 @@ int main(int argc, char **argv)
 		{"ca-key", required_argument, NULL, O_CAKEY},
 		{"cert-ttl", required_argument, NULL, O_CERTTTL},
 		{"pod-listeners", required_argument, NULL, O_PODL},
+		{"busy-poll", required_argument, NULL, O_BUSY},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -168,6 +171,7 @@ int main(int argc, char **argv)
 		case O_BUFSZ: r = parse_u32("--buf-size", optarg, 4096, 1 << 20, &o->buf_size); break;
 		case O_BUFN: r = parse_u32("--buf-count", optarg, 16, 32768, &o->buf_count); break;
 		case O_CONNBUF: r = parse_u32("--conn-buf", optarg, 4096, 1 << 30, &o->conn_buf_cap); break;
+		case O_BUSY: r = parse_u32("--busy-poll", optarg, 0, 100000, &o->busy_poll_us); break;
 		case O_CTO: r = parse_u32("--connect-timeout", optarg, 1, 600000, &o->connect_timeout_ms); break;
 		case O_DRAIN: r = parse_u32("--drain-seconds", optarg, 0, 86400, &drain_s); break;
 		case O_OUT: r = parse_u32("--outbound-port", optarg, 1, 65535, &v); o->outbound_port = (uint16_t)v; break;

@@ -59,6 +59,7 @@ struct zt_engine_opts {
 	uint32_t cert_ttl_s;        /* workload certificate lifetime (24 h) */
 	const char *ca_cert_path;   /* embedded CA root: load, or generate and save */
 	const char *ca_key_path;
+	uint32_t busy_poll_us;      /* --busy-poll: look for completions this long before sleeping */
 };
 
 /* io_uring features, probed once at start by main (zt_uring_probe). */

@@ -377,7 +377,7 @@ def test_all_values(t, values_all, defaults):
     # zring's own
     t.eq(ev("ZTUNNEL_WORKER_THREADS"), "4", "all: zring.shards")
     t.eq(c["args"], ["proxy", "ztunnel", "--buf-size=1048576", "--buf-count=512",
-                     "--conn-buf=524288", "--connect-timeout=3000",
+                     "--conn-buf=524288", "--busy-poll=50", "--connect-timeout=3000",
                      "--ca-cert=/etc/zring/ca/root.pem", "--ca-key=/etc/zring/ca/root-key.pem",
                      "--metrics-port=15020"], "all: args (cpuPinning, buffers, CA, extraArgs)")
     t.eq(ev("LOCAL_XDS_PATH"), "/etc/zring/config/mesh.yaml", "all: LOCAL_XDS_PATH")

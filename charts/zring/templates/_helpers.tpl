@@ -157,6 +157,9 @@ and drops them, so the image also runs under Istio's own chart), then zring's fl
 {{- with $z.connBuffer }}
 {{- $args = append $args (printf "--conn-buf=%v" (int64 .)) }}
 {{- end }}
+{{- with $z.busyPollMicros }}
+{{- $args = append $args (printf "--busy-poll=%v" (int64 .)) }}
+{{- end }}
 {{- with $z.connectTimeoutMs }}
 {{- $args = append $args (printf "--connect-timeout=%v" (int64 .)) }}
 {{- end }}
