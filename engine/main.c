@@ -19,6 +19,7 @@
 #include "engine/zds.h"
 #include "hbone/certstore.h"
 #include "hbone/crypto.h"
+#include "hbone/h2conn.h"
 
 #define TARGET "zring"
 
@@ -35,6 +36,8 @@ static void usage(FILE *f)
 		"  --buf-count N        provided buffers per shard, power of two (default 64)\n"
 		"  --conn-buf BYTES     unsent bytes per direction before reads pause (default 524288)\n"
 		"  --connect-timeout MS upstream connect timeout (default 10000)\n"
+		"  --tls-records M      HBONE records after the handshake: \"own\" (sealed and opened\n"
+		"                       by zring; the default when wolfSSL allows) or \"wolfssl\"\n"
 		"  --busy-poll US       after handling events, poll up to US microseconds for more\n"
 		"                       before sleeping (spends CPU for latency; default 0 = off)\n"
 		"  --drain-seconds S    drain deadline on SIGTERM   [TERMINATION_GRACE_PERIOD_SECONDS rule]\n"
@@ -96,6 +99,7 @@ int main(int argc, char **argv)
 	const char *fmt = getenv("LOG_FORMAT");
 	bool json = fmt && !strcmp(fmt, "json");
 	uint32_t v, drain_s = 5;
+	int tls_records = -1; /* --tls-records: -1 default, 0 wolfssl, 1 own */
 
 	*o = (struct zt_engine_opts){
 		.pin = true,
@@ -135,7 +139,7 @@ int main(int argc, char **argv)
 		o->inpod_uds = ZT_ZDS_DEFAULT_PATH;
 
 	enum { O_SHARDS = 256, O_NOPIN, O_LOG, O_JSON, O_BUFSZ, O_BUFN, O_CONNBUF, O_CTO, O_DRAIN,
-	       O_OUT, O_IN, O_READY, O_METRICS, O_CACERT, O_CAKEY, O_CERTTTL, O_PODL, O_BUSY };
+	       O_OUT, O_IN, O_READY, O_METRICS, O_CACERT, O_CAKEY, O_CERTTTL, O_PODL, O_BUSY, O_TLSREC };
 	static const struct option lo[] = {
 		{"config", required_argument, NULL, 'c'},
 		{"shards", required_argument, NULL, O_SHARDS},
@@ -156,6 +160,7 @@ int main(int argc, char **argv)
 		{"cert-ttl", required_argument, NULL, O_CERTTTL},
 		{"pod-listeners", required_argument, NULL, O_PODL},
 		{"busy-poll", required_argument, NULL, O_BUSY},
+		{"tls-records", required_argument, NULL, O_TLSREC},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -180,6 +185,13 @@ int main(int argc, char **argv)
 		case O_METRICS: r = parse_u32("--metrics-port", optarg, 1, 65535, &v); o->metrics_port = (uint16_t)v; break;
 		case O_CACERT: o->ca_cert_path = optarg; break;
 		case O_CAKEY: o->ca_key_path = optarg; break;
+		case O_TLSREC:
+			if (strcmp(optarg, "own") && strcmp(optarg, "wolfssl")) {
+				fprintf(stderr, "zring: --tls-records: want own or wolfssl\n");
+				return 2;
+			}
+			tls_records = !strcmp(optarg, "own");
+			break;
 		case O_PODL:
 			if (!strcmp(optarg, "per-shard"))
 				o->pod_listeners_per_shard = true;
@@ -196,6 +208,12 @@ int main(int argc, char **argv)
 		}
 		if (r)
 			return 2;
+	}
+	bool own_records = zt_h2c_own_records_default(tls_records != 0);
+	if (tls_records == 1 && !own_records) {
+		fprintf(stderr, "zring: --tls-records own: this wolfSSL lacks the secret callback "
+				"or streaming AES-GCM (scripts/build-wolfssl.sh builds one that has both)\n");
+		return 2;
 	}
 	if (optind < argc) {
 		fprintf(stderr, "zring: unexpected argument \"%s\"\n", argv[optind]);
@@ -226,7 +244,8 @@ int main(int argc, char **argv)
 
 	char crypto[256];
 	if (zt_crypto_init(crypto, sizeof(crypto)) == 0)
-		ZT_INFO(TARGET, "crypto: %s", crypto);
+		ZT_INFO(TARGET, "crypto: %s; HBONE records after the handshake: %s", crypto,
+			own_records ? "zring's own (AES-GCM straight between its buffers)" : "wolfSSL's");
 	else
 		ZT_WARN(TARGET, "crypto: wolfSSL failed to initialise (%s)", crypto);
 	ZT_INFO(TARGET, "zring starting: version=0.1.0 mode=%s shards=%u pinned=%s",

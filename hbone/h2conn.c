@@ -10,11 +10,24 @@
  *            buffer and encrypts in place) -> wolfSSL's send callback appends
  *            the record to the output queue -> zt_h2c_out() -> socket.
  *
- * Copies per tunnel byte, beyond the kernel's: in, two (into wolfSSL's
- * record buffer; record plaintext into c->scratch) plus decryption in place,
- * and whatever the owner does in on_data; out, two (wolfSSL_write into its
- * record buffer, then its record into our queue) plus encryption in place.
- * DATA payloads above COPY_MAX never pass through nghttp2 or c->scratch.
+ * That is the path while the handshake runs, and for good with a wolfSSL
+ * built without the secret callback. Normally (ZT_TLSREC) wolfSSL only does
+ * the handshake: it gets exactly the handshake's records, hands over the
+ * application traffic secrets, and from then on records are sealed and
+ * opened here (hbone/tlsrec.c):
+ * Bytes in:  zt_h2c_feed() -> zt_tlsrec_open() decrypts each record as its
+ *            bytes arrive, from the caller's buffer into c->rx->plain ->
+ *            once authenticated, nghttp2 parses it and hands DATA payloads to
+ *            on_data as pointers into c->rx->plain.
+ * Bytes out: DATA frame header (with any small frames gathered in
+ *            c->scratch) and the payload, still in the caller's buffer, are
+ *            encrypted by zt_tlsrec_seal() straight into the output queue.
+ * Copies per tunnel byte, beyond the kernel's and the cipher's own pass: in,
+ * none here (whatever the owner does in on_data); out, none (payload tails
+ * up to COPY_MAX are gathered with the next frame's header). With wolfSSL's
+ * records: in, two (into wolfSSL's record buffer; record plaintext into
+ * c->scratch); out, two (wolfSSL_write into its record buffer, then its
+ * record into our queue).
  *
  * Small things (HEADERS, WINDOW_UPDATE, PING, SETTINGS, DATA frame headers,
  * DATA payloads up to COPY_MAX) are gathered in c->scratch and encrypted as
@@ -45,10 +58,19 @@
 
 #include "common/log.h"
 #include "hbone/h2conn.h"
+#include "hbone/tlsrec.h"
 
 #define TLS_RECORD_MAX 16384u /* largest TLS plaintext record */
 #define COPY_MAX 2048u        /* DATA payloads up to this share a record with their header */
-#define OUT_CHUNK (64u << 10) /* output queue block */
+/* Output queue block: four full records of our own (or 64 KiB of wolfSSL's). */
+#define OUT_CHUNK (4u * ZT_TLSREC_WIRE(ZT_TLSREC_PLAIN_MAX))
+/* KeyUpdate after this many records under one key: far below AES-GCM's
+ * limit of 2^24.5 full records (RFC 8446 5.5). */
+#define KEY_UPDATE_RECORDS (1ull << 23)
+#define HS_MSG_MAX (64u << 10) /* largest post-handshake message accepted */
+
+/* New connections seal and open their own records (zt_h2c_own_records_default). */
+static bool own_records_default = ZT_TLSREC;
 #define MAX_URIS 4u           /* peer URI SANs kept */
 #define PING_DRAIN 0x647261696e000001ull /* opaque of the drain PING ("drain") */
 
@@ -136,6 +158,22 @@ struct zt_h2c {
 	char *uris[MAX_URIS];
 	unsigned n_uris;
 	char cipher[48];
+
+	/* Our own record layer (ZT_TLSREC). Until the handshake ends, wolfSSL
+	 * is fed whole records only (hs_hdr/hs_left track where one ends) and
+	 * its secret callback leaves the application traffic secrets here. */
+	bool own_records;   /* wanted: switch at the end of the handshake */
+	bool rl;            /* switched: records are sealed and opened here */
+	bool ku_sending;    /* a KeyUpdate is being sealed */
+	uint8_t hs_hdr[ZT_TLSREC_HDR], hs_hdr_len;
+	uint32_t hs_left;   /* bytes of the current handshake record not yet given */
+	uint8_t sec_client[ZT_TLSREC_SECRET_MAX], sec_server[ZT_TLSREC_SECRET_MAX];
+	uint8_t sec_client_len, sec_server_len;
+	struct zt_tlsrec_key tx;
+	struct zt_tlsrec_rx *rx;
+	uint8_t *hs_msg;     /* post-handshake messages being reassembled */
+	size_t hs_msg_len;
+	uint64_t ku_records; /* KeyUpdate after this many records */
 
 	/* wolfSSL_read() target during feed, record staging during the pump;
 	 * the two never overlap (the pump runs only between reads). */
@@ -327,7 +365,65 @@ static int out_append(struct zt_h2c *c, const uint8_t *p, size_t n)
 	return 0;
 }
 
+/* Contiguous room for n bytes (n <= OUT_CHUNK) at the end of the queue;
+ * out_commit() makes what was written there pending. */
+static uint8_t *out_reserve(struct zt_h2c *c, size_t n)
+{
+	struct out_chunk *t = c->out_tail;
+	if (t && OUT_CHUNK - t->len >= n)
+		return t->data + t->len;
+	if (t && t->off == t->len) {
+		/* All of it sent (only the last block stays): start it over. */
+		t->off = t->len = 0;
+		return t->data;
+	}
+	struct out_chunk *nc = c->out_spare;
+	if (nc)
+		c->out_spare = NULL;
+	else if (!(nc = malloc(sizeof(*nc))))
+		return NULL;
+	nc->next = NULL;
+	nc->off = nc->len = 0;
+	if (t)
+		t->next = nc;
+	else
+		c->out_head = nc;
+	c->out_tail = nc;
+	return nc->data;
+}
+
+static void out_commit(struct zt_h2c *c, size_t n)
+{
+	c->out_tail->len += (uint32_t)n;
+	c->out_pending += n;
+}
+
 /* ---- wolfSSL I/O callbacks ------------------------------------------ */
+
+/* While the handshake runs, give wolfSSL no byte past the end of the
+ * record it is reading: what follows the last handshake record is for our
+ * record layer. Returns how many of the k bytes at p may go. */
+static size_t hs_clip(struct zt_h2c *c, const uint8_t *p, size_t k)
+{
+	size_t i = 0;
+	while (i < k) {
+		if (c->hs_hdr_len < ZT_TLSREC_HDR) {
+			c->hs_hdr[c->hs_hdr_len++] = p[i++];
+			if (c->hs_hdr_len < ZT_TLSREC_HDR)
+				continue;
+			c->hs_left = (uint32_t)c->hs_hdr[3] << 8 | c->hs_hdr[4];
+		} else {
+			size_t t = k - i < c->hs_left ? k - i : c->hs_left;
+			i += t;
+			c->hs_left -= (uint32_t)t;
+		}
+		if (c->hs_hdr_len == ZT_TLSREC_HDR && !c->hs_left) {
+			c->hs_hdr_len = 0; /* record end: stop here */
+			break;
+		}
+	}
+	return i;
+}
 
 static int tls_recv_cb(WOLFSSL *ssl, char *buf, int sz, void *ctx)
 {
@@ -336,6 +432,8 @@ static int tls_recv_cb(WOLFSSL *ssl, char *buf, int sz, void *ctx)
 	if (avail == 0)
 		return c->in_eof ? WOLFSSL_CBIO_ERR_CONN_CLOSE : WOLFSSL_CBIO_ERR_WANT_READ;
 	size_t k = (size_t)sz < avail ? (size_t)sz : avail;
+	if (c->own_records && !c->hs_done)
+		k = hs_clip(c, c->in + c->in_off, k);
 	memcpy(buf, c->in + c->in_off, k);
 	c->in_off += k;
 	return (int)k;
@@ -413,13 +511,100 @@ static int tls_write(struct zt_h2c *c, const uint8_t *p, size_t n)
 	return 0;
 }
 
+/* ---- our own records (ZT_TLSREC) -------------------------------------- */
+
+static int send_key_update(struct zt_h2c *c, bool request);
+
+/* Seal one record (n plaintext bytes in the segments) into the queue. */
+static int rl_seal(struct zt_h2c *c, uint8_t type, const struct iovec *v, int nv, size_t n)
+{
+	if (c->tx.seq >= c->ku_records && !c->ku_sending && send_key_update(c, false))
+		return -1;
+	uint8_t *o = out_reserve(c, ZT_TLSREC_WIRE(n));
+	if (!o) {
+		c->oom = true;
+		return -1;
+	}
+	ssize_t r = zt_tlsrec_seal(&c->tx, type, v, nv, o);
+	if (r < 0) {
+		c->tls_broken = true;
+		fail(c, -EIO, false, 0, "TLS record sealing failed (%zd)", r);
+		return -1;
+	}
+	out_commit(c, (size_t)r);
+	return 0;
+}
+
+/* KeyUpdate (RFC 8446 4.6.3) under the current key, then the next key. */
+static int send_key_update(struct zt_h2c *c, bool request)
+{
+	uint8_t m[5] = {24, 0, 0, 1, request ? 1 : 0};
+	struct iovec v = {m, sizeof(m)};
+	c->ku_sending = true;
+	int r = rl_seal(c, ZT_TLSREC_HANDSHAKE, &v, 1, sizeof(m));
+	c->ku_sending = false;
+	if (r)
+		return r;
+	if (zt_tlsrec_key_update(&c->tx)) {
+		c->tls_broken = true;
+		fail(c, -EIO, false, 0, "TLS KeyUpdate: deriving the next key failed");
+		return -1;
+	}
+	ZT_DEBUG("hbone", "TLS KeyUpdate sent (key %llu)", (unsigned long long)c->tx.generation);
+	return 0;
+}
+
+static void send_alert(struct zt_h2c *c, uint8_t level, uint8_t desc)
+{
+	uint8_t a[2] = {level, desc};
+	struct iovec v = {a, sizeof(a)};
+	rl_seal(c, ZT_TLSREC_ALERT, &v, 1, sizeof(a));
+}
+
+/* Encrypt the concatenation of the segments as records of up to 16 KiB. */
+static int rec_write(struct zt_h2c *c, const struct iovec *v, int nv)
+{
+	if (!c->rl) {
+		for (int i = 0; i < nv; i++)
+			if (v[i].iov_len && tls_write(c, v[i].iov_base, v[i].iov_len))
+				return -1;
+		return 0;
+	}
+	struct iovec seg[4];
+	int ns = 0;
+	size_t n = 0, off = 0;
+	for (int i = 0; i < nv;) {
+		size_t left = v[i].iov_len - off;
+		if (!left) {
+			i++;
+			off = 0;
+			continue;
+		}
+		size_t k = ZT_TLSREC_PLAIN_MAX - n;
+		if (k > left)
+			k = left;
+		seg[ns].iov_base = (uint8_t *)v[i].iov_base + off;
+		seg[ns].iov_len = k;
+		ns++;
+		n += k;
+		off += k;
+		if (n == ZT_TLSREC_PLAIN_MAX || ns == (int)(sizeof(seg) / sizeof(seg[0]))) {
+			if (rl_seal(c, ZT_TLSREC_APPDATA, seg, ns, n))
+				return -1;
+			ns = 0;
+			n = 0;
+		}
+	}
+	return n ? rl_seal(c, ZT_TLSREC_APPDATA, seg, ns, n) : 0;
+}
+
 static int stage_flush(struct zt_h2c *c)
 {
 	if (!c->stage_len)
 		return 0;
-	uint32_t n = c->stage_len;
+	struct iovec v = {c->scratch, c->stage_len};
 	c->stage_len = 0;
-	return tls_write(c, c->scratch, n);
+	return rec_write(c, &v, 1);
 }
 
 static int stage_put(struct zt_h2c *c, const uint8_t *p, size_t n)
@@ -489,6 +674,17 @@ static int send_data_cb(nghttp2_session *session, nghttp2_frame *frame,
 		return 0;
 	if (length <= COPY_MAX && c->stage_len + length <= sizeof(c->scratch)) {
 		if (stage_put(c, s->frame_src, length))
+			return NGHTTP2_ERR_CALLBACK_FAILURE;
+	} else if (c->rl) {
+		/* What is gathered (this frame's header at least) and the payload
+		 * share records; a short tail waits for the next frame's header. */
+		size_t tail = (c->stage_len + length) % ZT_TLSREC_PLAIN_MAX;
+		if (tail > COPY_MAX || tail >= length)
+			tail = 0;
+		struct iovec v[2] = {{c->scratch, c->stage_len},
+				     {(void *)s->frame_src, length - tail}};
+		c->stage_len = 0;
+		if (rec_write(c, v, 2) || (tail && stage_put(c, s->frame_src + length - tail, tail)))
 			return NGHTTP2_ERR_CALLBACK_FAILURE;
 	} else if (stage_flush(c) || tls_write(c, s->frame_src, length)) {
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
@@ -857,7 +1053,10 @@ static void teardown(struct zt_h2c *c)
 		}
 		if (!c->tls_broken) {
 			stage_flush(c);
-			wolfSSL_shutdown(c->ssl); /* close_notify */
+			if (c->rl)
+				send_alert(c, 1, 0); /* close_notify */
+			else
+				wolfSSL_shutdown(c->ssl);
 		}
 	}
 	c->dead = true;
@@ -949,6 +1148,66 @@ static void grab_peer_uris(struct zt_h2c *c)
 	wolfSSL_X509_free(x);
 }
 
+static void secrets_wipe(struct zt_h2c *c)
+{
+	explicit_bzero(c->sec_client, sizeof(c->sec_client));
+	explicit_bzero(c->sec_server, sizeof(c->sec_server));
+	c->sec_client_len = c->sec_server_len = 0;
+}
+
+#if ZT_TLSREC
+/* wolfSSL's secret callback: keep the application traffic secrets. */
+static int secret_cb(WOLFSSL *ssl, int id, const unsigned char *secret, int len, void *ctx)
+{
+	struct zt_h2c *c = ctx;
+	if (len <= 0 || len > (int)ZT_TLSREC_SECRET_MAX)
+		return 0;
+	if (id == CLIENT_TRAFFIC_SECRET) {
+		memcpy(c->sec_client, secret, (size_t)len);
+		c->sec_client_len = (uint8_t)len;
+	} else if (id == SERVER_TRAFFIC_SECRET) {
+		memcpy(c->sec_server, secret, (size_t)len);
+		c->sec_server_len = (uint8_t)len;
+	}
+	return 0;
+}
+#endif
+
+/* Handshake done: take the records over from wolfSSL, which has seen
+ * nothing past its last handshake record. Any trouble here leaves them with
+ * wolfSSL (nothing of its state was touched). */
+static void own_records_start(struct zt_h2c *c)
+{
+	size_t want = !strcmp(c->cipher, "TLS13-AES256-GCM-SHA384")   ? 48
+		      : !strcmp(c->cipher, "TLS13-AES128-GCM-SHA256") ? 32
+								       : 0;
+	if (!want || c->sec_client_len != want || c->sec_server_len != want) {
+		ZT_DEBUG("hbone", "TLS records stay with wolfSSL (%s, secrets %u/%u)", c->cipher,
+			 c->sec_client_len, c->sec_server_len);
+		secrets_wipe(c);
+		return;
+	}
+	bool client = c->role == ZT_H2C_CLIENT;
+	struct zt_tlsrec_rx *rx = malloc(sizeof(*rx));
+	if (rx) {
+		memset(rx, 0, offsetof(struct zt_tlsrec_rx, plain));
+		if (zt_tlsrec_key_init(&c->tx, client ? c->sec_client : c->sec_server, want) ||
+		    zt_tlsrec_key_init(&rx->key, client ? c->sec_server : c->sec_client, want)) {
+			zt_tlsrec_key_wipe(&c->tx);
+			zt_tlsrec_key_wipe(&rx->key);
+			free(rx);
+			rx = NULL;
+		}
+	}
+	secrets_wipe(c);
+	if (!rx) {
+		ZT_WARN("hbone", "TLS records stay with wolfSSL: setting up our own failed");
+		return;
+	}
+	c->rx = rx;
+	c->rl = true;
+}
+
 static void handshake_finished(struct zt_h2c *c)
 {
 	char *proto = NULL;
@@ -961,6 +1220,8 @@ static void handshake_finished(struct zt_h2c *c)
 	}
 	grab_peer_uris(c);
 	snprintf(c->cipher, sizeof(c->cipher), "%s", wolfSSL_get_cipher_name(c->ssl));
+	if (c->own_records)
+		own_records_start(c);
 	c->hs_done = true;
 	c->hs_reported = true;
 	ZT_DEBUG("hbone", "TLS handshake done: %s, peer %s", c->cipher,
@@ -997,18 +1258,186 @@ static void peer_gone(struct zt_h2c *c, const char *what)
 		fail(c, c->end_err, false, 0, "%s", what);
 }
 
+/* Decrypted HTTP/2 bytes. */
+static void h2_input(struct zt_h2c *c, const uint8_t *p, size_t n)
+{
+	c->in_h2++;
+	ssize_t rv = nghttp2_session_mem_recv(c->h2, p, n);
+	c->in_h2--;
+	if (rv < 0)
+		fail(c, rv == NGHTTP2_ERR_NOMEM ? -ENOMEM : -EPROTO, rv != NGHTTP2_ERR_BAD_CLIENT_MAGIC,
+		     NGHTTP2_PROTOCOL_ERROR, "HTTP/2 receive failed: %s", nghttp2_strerror((int)rv));
+}
+
+/* RFC 8446 6 and its registry, the ones a peer may send us. */
+static const char *tls_alert_name(unsigned a)
+{
+	switch (a) {
+	case 10: return "unexpected_message";
+	case 20: return "bad_record_mac";
+	case 22: return "record_overflow";
+	case 40: return "handshake_failure";
+	case 42: return "bad_certificate";
+	case 43: return "unsupported_certificate";
+	case 44: return "certificate_revoked";
+	case 45: return "certificate_expired";
+	case 46: return "certificate_unknown";
+	case 47: return "illegal_parameter";
+	case 48: return "unknown_ca";
+	case 49: return "access_denied";
+	case 50: return "decode_error";
+	case 51: return "decrypt_error";
+	case 70: return "protocol_version";
+	case 71: return "insufficient_security";
+	case 80: return "internal_error";
+	case 109: return "missing_extension";
+	case 110: return "unsupported_extension";
+	case 116: return "certificate_required";
+	case 120: return "no_application_protocol";
+	default: return "unknown alert";
+	}
+}
+
+static const char *alert_name(int a)
+{
+	switch (a) {
+	case ZT_TLSREC_E_DECODE: return "malformed record";
+	case ZT_TLSREC_E_UNEXPECTED: return "unexpected record or message";
+	case ZT_TLSREC_E_BAD_MAC: return "record authentication failed";
+	case ZT_TLSREC_E_OVERFLOW: return "record too long";
+	default: return "internal error";
+	}
+}
+
+/* A record we cannot accept: fatal alert, then the end. */
+static void rec_refused(struct zt_h2c *c, int alert)
+{
+	if (!c->tls_broken)
+		send_alert(c, 2, (uint8_t)alert);
+	c->tls_broken = true;
+	fail(c, alert == ZT_TLSREC_E_BAD_MAC ? -EBADMSG : -EPROTO, false, 0,
+	     "TLS record refused: %s (alert %d)", alert_name(alert), alert);
+}
+
+static void on_alert(struct zt_h2c *c, const uint8_t *p, size_t n)
+{
+	if (n != 2) {
+		rec_refused(c, ZT_TLSREC_E_DECODE);
+		return;
+	}
+	if (p[1] == 0) { /* close_notify */
+		peer_gone(c, "peer sent close_notify");
+		return;
+	}
+	if (p[1] == 90) /* user_canceled: a warning, close_notify follows */
+		return;
+	/* Any other alert is fatal in TLS 1.3 (6.2); wolfSSL's own records
+	 * report it as FATAL_ERROR, which tls_errno() maps the same way. */
+	c->tls_broken = true;
+	fail(c, -ECONNREFUSED, false, 0, "peer sent TLS alert %u (%s)", p[1], tls_alert_name(p[1]));
+}
+
+/* Handshake messages after the handshake (RFC 8446 4.6): NewSessionTicket
+ * (ignored: no resumption, like ztunnel) and KeyUpdate. A message may span
+ * records; a KeyUpdate must end its record. */
+static void on_post_handshake(struct zt_h2c *c, const uint8_t *p, size_t n)
+{
+	if (c->hs_msg_len + n > HS_MSG_MAX + 4) {
+		rec_refused(c, ZT_TLSREC_E_DECODE);
+		return;
+	}
+	uint8_t *m = realloc(c->hs_msg, c->hs_msg_len + n);
+	if (!m) {
+		c->oom = true;
+		return;
+	}
+	memcpy(m + c->hs_msg_len, p, n);
+	c->hs_msg = m;
+	c->hs_msg_len += n;
+	size_t off = 0;
+	while (c->hs_msg_len - off >= 4 && !c->dying) {
+		uint8_t type = m[off];
+		uint32_t len = (uint32_t)m[off + 1] << 16 | (uint32_t)m[off + 2] << 8 | m[off + 3];
+		if (len > HS_MSG_MAX) {
+			rec_refused(c, ZT_TLSREC_E_DECODE);
+			return;
+		}
+		if (c->hs_msg_len - off - 4 < len)
+			break;
+		const uint8_t *b = m + off + 4;
+		off += 4 + len;
+		if (type == 4) /* NewSessionTicket */
+			continue;
+		if (type != 24) {
+			rec_refused(c, ZT_TLSREC_E_UNEXPECTED);
+			return;
+		}
+		if (len != 1 || b[0] > 1) {
+			rec_refused(c, ZT_TLSREC_E_DECODE);
+			return;
+		}
+		if (off != c->hs_msg_len) {
+			rec_refused(c, ZT_TLSREC_E_UNEXPECTED);
+			return;
+		}
+		if (zt_tlsrec_key_update(&c->rx->key)) {
+			rec_refused(c, ZT_TLSREC_E_INTERNAL);
+			return;
+		}
+		ZT_DEBUG("hbone", "TLS KeyUpdate received (key %llu%s)",
+			 (unsigned long long)c->rx->key.generation, b[0] ? ", update requested" : "");
+		if (b[0] && send_key_update(c, false))
+			return;
+	}
+	c->hs_msg_len -= off;
+	if (c->hs_msg_len)
+		memmove(c->hs_msg, c->hs_msg + off, c->hs_msg_len);
+	else {
+		free(c->hs_msg);
+		c->hs_msg = NULL;
+	}
+}
+
+static void read_own_records(struct zt_h2c *c)
+{
+	while (!c->dying && c->in_off < c->in_len) {
+		bool rec;
+		uint8_t type;
+		size_t len;
+		ssize_t r = zt_tlsrec_open(c->rx, c->in + c->in_off, c->in_len - c->in_off, &rec,
+					   &type, &len);
+		if (r < 0) {
+			rec_refused(c, (int)-r);
+			return;
+		}
+		c->in_off += (size_t)r;
+		if (!rec)
+			continue;
+		if (c->hs_msg_len && type != ZT_TLSREC_HANDSHAKE) {
+			rec_refused(c, ZT_TLSREC_E_UNEXPECTED); /* interleaved with a message */
+			return;
+		}
+		if (type == ZT_TLSREC_APPDATA)
+			h2_input(c, c->rx->plain, len);
+		else if (type == ZT_TLSREC_ALERT)
+			on_alert(c, c->rx->plain, len);
+		else if (type == ZT_TLSREC_HANDSHAKE)
+			on_post_handshake(c, c->rx->plain, len);
+		else
+			rec_refused(c, ZT_TLSREC_E_UNEXPECTED);
+	}
+}
+
 static void read_records(struct zt_h2c *c)
 {
+	if (c->rl) {
+		read_own_records(c);
+		return;
+	}
 	while (!c->dying) {
 		int r = wolfSSL_read(c->ssl, c->scratch, sizeof(c->scratch));
 		if (r > 0) {
-			c->in_h2++;
-			ssize_t rv = nghttp2_session_mem_recv(c->h2, c->scratch, (size_t)r);
-			c->in_h2--;
-			if (rv < 0)
-				fail(c, rv == NGHTTP2_ERR_NOMEM ? -ENOMEM : -EPROTO,
-				     rv != NGHTTP2_ERR_BAD_CLIENT_MAGIC, NGHTTP2_PROTOCOL_ERROR,
-				     "HTTP/2 receive failed: %s", nghttp2_strerror((int)rv));
+			h2_input(c, c->scratch, (size_t)r);
 			continue;
 		}
 		int e = wolfSSL_get_error(c->ssl, r);
@@ -1145,10 +1574,15 @@ int zt_h2c_new(enum zt_h2c_role role, WOLFSSL_CTX *ctx, const struct zt_h2c_cbs 
 	c->streams.next = c->streams.prev = &c->streams;
 	c->due.due_next = c->due.due_prev = &c->due;
 	c->max_streams = ZT_H2C_CLIENT_MAX_STREAMS;
+	c->ku_records = KEY_UPDATE_RECORDS;
 	int err = -ENOMEM;
 	c->ssl = wolfSSL_new(ctx);
 	if (!c->ssl)
 		goto fail_conn;
+#if ZT_TLSREC
+	c->own_records = own_records_default;
+	wolfSSL_set_tls13_secret_cb(c->ssl, secret_cb, c);
+#endif
 	wolfSSL_SSLSetIORecv(c->ssl, tls_recv_cb);
 	wolfSSL_SSLSetIOSend(c->ssl, tls_send_cb);
 	wolfSSL_SetIOReadCtx(c->ssl, c);
@@ -1207,7 +1641,46 @@ void zt_h2c_free(struct zt_h2c *c)
 	free(c->out_spare);
 	for (unsigned i = 0; i < c->n_uris; i++)
 		free(c->uris[i]);
+	zt_tlsrec_key_wipe(&c->tx);
+	if (c->rx) {
+		zt_tlsrec_key_wipe(&c->rx->key);
+		explicit_bzero(c->rx->plain, sizeof(c->rx->plain));
+		free(c->rx);
+	}
+	free(c->hs_msg);
+	secrets_wipe(c);
 	free(c);
+}
+
+bool zt_h2c_own_records_default(bool on)
+{
+	own_records_default = on && ZT_TLSREC;
+	return own_records_default;
+}
+
+int zt_h2c_set_own_records(struct zt_h2c *c, bool on)
+{
+	if (c->hs_done || (on && !ZT_TLSREC))
+		return -EINVAL;
+	c->own_records = on;
+	return 0;
+}
+
+bool zt_h2c_own_records(const struct zt_h2c *c)
+{
+	return c->rl;
+}
+
+void zt_h2c_set_key_update_records(struct zt_h2c *c, uint64_t n)
+{
+	c->ku_records = n ? n : KEY_UPDATE_RECORDS;
+}
+
+uint64_t zt_h2c_key_updates(const struct zt_h2c *c, uint64_t *received)
+{
+	if (received)
+		*received = c->rx ? c->rx->key.generation : 0;
+	return c->tx.generation;
 }
 
 int zt_h2c_feed(struct zt_h2c *c, const uint8_t *p, size_t n)

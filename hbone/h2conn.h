@@ -286,4 +286,18 @@ const char *zt_h2c_cipher(const struct zt_h2c *c);
 /* Parse a CONNECT :authority the way ztunnel does. Returns 0 or -EINVAL. */
 int zt_h2c_parse_authority(const char *s, size_t len, struct zt_h2c_authority *out);
 
+/* Records. Once the handshake is done a connection seals and opens its TLS
+ * records itself (hbone/tlsrec.c) when wolfSSL has the secret callback and
+ * streaming AES-GCM (ZT_TLSREC), else wolfSSL keeps doing it. The default
+ * for new connections (returns what is in force: false without ZT_TLSREC),
+ * and per connection before its handshake ends (-EINVAL after, or when not
+ * built in). zt_h2c_own_records: are this connection's records ours? */
+bool zt_h2c_own_records_default(bool on);
+int zt_h2c_set_own_records(struct zt_h2c *c, bool on);
+bool zt_h2c_own_records(const struct zt_h2c *c);
+/* Our records: send a KeyUpdate after n records under one key (0: the
+ * default, 2^23); KeyUpdates sent so far (and received, in *received). */
+void zt_h2c_set_key_update_records(struct zt_h2c *c, uint64_t n);
+uint64_t zt_h2c_key_updates(const struct zt_h2c *c, uint64_t *received);
+
 #endif

@@ -17,12 +17,16 @@ CONFIGURE_FLAGS=(
 	--enable-certgen --enable-certreq --enable-certext --enable-opensslextra
 	--enable-keying-material --enable-aesni --enable-intelasm --enable-sp
 	--enable-sp-asm --enable-ecc --enable-supportedcurves --enable-altcertchains
+	--enable-aesgcm-stream
 	--disable-oldtls --disable-examples --disable-crypttests
 )
 # LARGE_STATIC_BUFFERS: a record-sized input buffer inside each session, so
 # receiving a 16 KiB record does not malloc, zero and free a buffer each time
 # (perf showed ShrinkInputBuffer's ForceZero at ~2-3% of a tunnel's CPU).
-BUILD_CPPFLAGS="-DWOLFSSL_ALT_NAMES -DKEEP_PEER_CERT -DLARGE_STATIC_BUFFERS"
+# HAVE_SECRET_CALLBACK + --enable-aesgcm-stream: once the handshake is done zring
+# seals and opens TLS 1.3 records itself (hbone/tlsrec.c), straight between its
+# buffers, from the traffic secrets wolfSSL hands over and wolfCrypt's AES-GCM.
+BUILD_CPPFLAGS="-DWOLFSSL_ALT_NAMES -DKEEP_PEER_CERT -DLARGE_STATIC_BUFFERS -DHAVE_SECRET_CALLBACK"
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 prefix=$root/deps/wolfssl-$UPSTREAM

@@ -939,9 +939,12 @@ static void test_garbage(void)
 		CHECK(sv.closed && sv.closed_err < 0);
 		peer_fini(&sv);
 	}
-	/* Garbage inside TLS: the server expects the HTTP/2 preface. */
+	/* Garbage inside TLS: the server expects the HTTP/2 preface. The
+	 * client's records stay with wolfSSL so the test can write plaintext
+	 * with wolfSSL_write (the server opens them with its own layer). */
 	struct peer cl, sv;
 	pair(&cl, &sv);
+	CHECK(zt_h2c_set_own_records(cl.c, false) == 0);
 	cl.c->hs_done = false; /* keep the client from sending its preface */
 	shuttle(&cl, &sv, SIZE_MAX);
 	shuttle(&sv, &cl, SIZE_MAX);
@@ -956,6 +959,7 @@ static void test_garbage(void)
 	peer_fini(&sv);
 	/* Garbage HTTP/2 frames after a good preface: GOAWAY PROTOCOL_ERROR. */
 	pair(&cl, &sv);
+	CHECK(zt_h2c_set_own_records(cl.c, false) == 0);
 	run(&cl, &sv);
 	memset(buf, 0, 64);
 	buf[2] = 8;    /* length 8 */
@@ -968,6 +972,143 @@ static void test_garbage(void)
 	CHECK(cl.closed && cl.closed_err == -ECONNABORTED);
 	peer_fini(&cl);
 	peer_fini(&sv);
+}
+
+/* Our own record layer against itself and against wolfSSL's: data both
+ * ways with KeyUpdates every 64 records (ours) and one asked for by
+ * wolfSSL_update_keys (theirs); then a tampered record. */
+static void test_own_records(void)
+{
+	static const struct {
+		bool cl, sv;
+	} combos[] = {{true, true}, {true, false}, {false, true}};
+	for (size_t i = 0; i < sizeof(combos) / sizeof(combos[0]); i++) {
+		struct peer cl, sv;
+		pair(&cl, &sv);
+		CHECK(zt_h2c_set_own_records(cl.c, combos[i].cl) == 0);
+		CHECK(zt_h2c_set_own_records(sv.c, combos[i].sv) == 0);
+		zt_h2c_set_key_update_records(cl.c, 64);
+		zt_h2c_set_key_update_records(sv.c, 64);
+		struct tstream *t = open_stream(&cl, "10.1.2.3:8080");
+		run(&cl, &sv);
+		CHECK(zt_h2c_own_records(cl.c) == combos[i].cl);
+		CHECK(zt_h2c_own_records(sv.c) == combos[i].sv);
+		CHECK(zt_h2c_set_own_records(cl.c, true) == -EINVAL); /* too late */
+		struct tstream *st = t ? find_ts(&sv, t->sid) : NULL;
+		CHECK(t && t->status == 200 && st);
+		if (!t || !st) {
+			peer_fini(&cl);
+			peer_fini(&sv);
+			continue;
+		}
+		t->tx_goal = 6u << 20;
+		st->tx_goal = 5u << 20;
+		kick_sends(&cl);
+		kick_sends(&sv);
+		/* Half way, the wolfSSL side (if any) asks for a KeyUpdate. */
+		for (int k = 0; k < 40; k++) {
+			shuttle(&cl, &sv, 256u << 10);
+			shuttle(&sv, &cl, 256u << 10);
+			respond_pending(&sv);
+			kick_sends(&cl);
+			kick_sends(&sv);
+		}
+		struct peer *theirs = !combos[i].cl ? &cl : !combos[i].sv ? &sv : NULL;
+		if (theirs)
+			CHECK(wolfSSL_update_keys(theirs->c->ssl) == WOLFSSL_SUCCESS);
+		t->close_after = st->close_after = true;
+		kick_sends(&cl);
+		kick_sends(&sv);
+		run(&cl, &sv);
+		CHECK(st->rx == 6u << 20 && !st->bad_data && st->eof);
+		CHECK(t->rx == 5u << 20 && !t->bad_data && t->eof);
+		CHECK(!cl.closed && !sv.closed);
+		uint64_t cl_in, sv_in;
+		uint64_t cl_out = zt_h2c_key_updates(cl.c, &cl_in);
+		uint64_t sv_out = zt_h2c_key_updates(sv.c, &sv_in);
+		fprintf(stderr, "  own records client %d server %d: KeyUpdates client sent %llu got %llu, "
+			"server sent %llu got %llu\n", combos[i].cl, combos[i].sv,
+			(unsigned long long)cl_out, (unsigned long long)cl_in,
+			(unsigned long long)sv_out, (unsigned long long)sv_in);
+		/* 6 MiB is ~390 records: at least 5 updates; the wolfSSL side's
+		 * request is answered. */
+		if (combos[i].cl)
+			CHECK(cl_out >= 5);
+		if (combos[i].sv)
+			CHECK(sv_out >= 5);
+		if (combos[i].cl && combos[i].sv)
+			CHECK(cl_in == sv_out && sv_in == cl_out);
+		if (!combos[i].cl)
+			CHECK(sv_in == 1);
+		if (!combos[i].sv)
+			CHECK(cl_in == 1);
+		peer_fini(&cl);
+		peer_fini(&sv);
+	}
+
+	/* A record changed on the way: bad_record_mac, both ends close. */
+	struct peer cl, sv;
+	pair(&cl, &sv);
+	struct tstream *t = open_stream(&cl, "10.1.2.3:8080");
+	run(&cl, &sv);
+	CHECK(zt_h2c_own_records(cl.c) && zt_h2c_own_records(sv.c));
+	CHECK(t && t->status == 200);
+	if (t) {
+		t->tx_goal = 1000;
+		try_send(t);
+		const uint8_t *q;
+		size_t n = zt_h2c_out(cl.c, &q);
+		CHECK(n > 40);
+		if (n > 40)
+			((uint8_t *)q)[n - 20] ^= 0x40; /* inside the last tag */
+		shuttle(&cl, &sv, SIZE_MAX);
+		CHECK(sv.closed && sv.closed_err == -EBADMSG);
+		CHECK(strstr(zt_h2c_error_detail(sv.c), "authentication failed") != NULL);
+		shuttle(&sv, &cl, SIZE_MAX);
+		CHECK(cl.closed && cl.closed_err == -ECONNREFUSED);
+		CHECK(strstr(zt_h2c_error_detail(cl.c), "bad_record_mac") != NULL);
+		fprintf(stderr, "  tampered: server \"%s\", client \"%s\"\n",
+			zt_h2c_error_detail(sv.c), zt_h2c_error_detail(cl.c));
+	}
+	peer_fini(&cl);
+	peer_fini(&sv);
+
+	/* Hostile bytes after the handshake, fed in random pieces: each case
+	 * ends the connection with its reason, never a crash or a hang. */
+	static const struct {
+		const char *what;
+		uint8_t hdr[5];
+		const char *detail;
+	} bad[] = {
+		{"handshake record type", {0x16, 3, 3, 0, 40}, "unexpected record"},
+		{"ChangeCipherSpec", {0x14, 3, 3, 0, 1}, "unexpected record"},
+		{"bad version", {0x17, 3, 1, 0, 40}, "malformed record"},
+		{"too long", {0x17, 3, 3, 0x41, 0x01}, "record too long"},
+		{"shorter than a tag", {0x17, 3, 3, 0, 16}, "malformed record"},
+		{"random ciphertext", {0x17, 3, 3, 0x10, 0}, "authentication failed"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		pair(&cl, &sv);
+		run(&cl, &sv);
+		CHECK(zt_h2c_own_records(sv.c));
+		uint8_t buf[5 + 4096];
+		memcpy(buf, bad[i].hdr, 5);
+		for (size_t k = 5; k < sizeof(buf); k++)
+			buf[k] = (uint8_t)rnd();
+		int r = 0;
+		for (size_t off = 0; off < sizeof(buf) && r == 0;) {
+			size_t k = 1 + rnd() % 700;
+			if (k > sizeof(buf) - off)
+				k = sizeof(buf) - off;
+			r = zt_h2c_feed(sv.c, buf + off, k);
+			off += k;
+		}
+		CHECK(r < 0 && sv.closed);
+		CHECK(strstr(zt_h2c_error_detail(sv.c), bad[i].detail) != NULL);
+		fprintf(stderr, "  %s: %s\n", bad[i].what, zt_h2c_error_detail(sv.c));
+		peer_fini(&cl);
+		peer_fini(&sv);
+	}
 }
 
 static void test_ping(void)
@@ -1151,6 +1292,7 @@ int main(void)
 		{"handshake_failures", test_handshake_failures},
 		{"identity_abort", test_identity_abort},
 		{"garbage", test_garbage},
+		{"own_records", test_own_records},
 		{"ping", test_ping},
 		{"eof_and_misc", test_eof_and_misc},
 	};
