@@ -147,7 +147,14 @@ struct zt_shard {
 	size_t br_len;
 	uint8_t *bufs;
 	uint32_t buf_size, buf_count;
-	uint32_t bufs_free;
+	uint32_t bufs_free;      /* in the ring or on the stack */
+	/* Free buffers wait on a stack; the ring holds only ring_target of them,
+	 * so the kernel fills the most recently used (cache-warm) buffers first
+	 * instead of cycling through all of them (zt_shard_buf_top_up). */
+	uint16_t *buf_stack;
+	uint32_t buf_stack_n;
+	uint32_t ring_target;
+	uint64_t ring_grown_ms;  /* when ring_target last grew */
 	uint16_t *buf_next; /* queue links, indexed by buffer id */
 	uint32_t *buf_len;  /* bytes in each queued buffer */
 	unsigned n_starved;
@@ -209,6 +216,10 @@ void zt_conn_recheck_policies(struct zt_shard *s, const struct zt_snapshot *snap
 /* shard.c, called by conn.c */
 struct io_uring_sqe *zt_shard_sqe(struct zt_shard *s);
 void zt_shard_buf_return(struct zt_shard *s, uint16_t bid);
+/* Before waiting: fill the ring up to its target from the stack (newest
+ * first); grow the target when receives found the ring empty while the
+ * stack was not. */
+void zt_shard_buf_top_up(struct zt_shard *s);
 void zt_shard_pod_maybe_release(struct zt_shard *s, struct zt_shard_pod *sp);
 
 #endif

@@ -20,6 +20,12 @@
 #include "engine/tunnel.h"
 
 #define TARGET "shard"
+/* Free buffers kept in the ring while receives find enough of them there
+ * (zt_shard_buf_top_up): few, so the ones reused are still in cache. */
+#define RING_TARGET_MIN 4u
+/* Starved receivers make the shard reclaim buffers from stalled
+ * connections only when fewer than this many are free. */
+#define RECLAIM_BELOW 8u
 
 struct zt_shard *zt_shard_new(struct zt_runtime *rt, unsigned id)
 {
@@ -177,12 +183,17 @@ void zt_bufq_clear(struct zt_shard *s, struct zt_bufq *q)
 /* After a batch of completions: if receives ran out of provided buffers,
  * connections holding some move them into private memory (at most every
  * 10 ms), and starved receives are re-armed once buffers are back. */
+/* After each pass over the completions: refill the ring, and help
+ * receivers that found no buffer. */
 static void relieve_starvation(struct zt_shard *s)
 {
+	zt_shard_buf_top_up(s);
 	if (!s->n_starved && !zt_tun_starved(s))
 		return;
 	uint64_t now = zt_now_ms();
-	if (now - s->reclaim_ms >= 10) {
+	/* Reclaim only when buffers are really short (not when the ring ran
+	 * dry with buffers on the stack: zt_shard_buf_top_up refills it). */
+	if (s->bufs_free < RECLAIM_BELOW && now - s->reclaim_ms >= 10) {
 		s->reclaim_ms = now;
 		zt_conn_reclaim(s);
 		zt_tun_reclaim(s);
@@ -236,7 +247,8 @@ static int setup_buffers(struct zt_shard *s)
 	}
 	s->buf_next = calloc(s->buf_count, sizeof(*s->buf_next));
 	s->buf_len = calloc(s->buf_count, sizeof(*s->buf_len));
-	if (!s->buf_next || !s->buf_len)
+	s->buf_stack = calloc(s->buf_count, sizeof(*s->buf_stack));
+	if (!s->buf_next || !s->buf_len || !s->buf_stack)
 		return -ENOMEM;
 
 	struct io_uring_buf_reg reg = {
@@ -250,21 +262,43 @@ static int setup_buffers(struct zt_shard *s)
 		return r;
 	}
 	io_uring_buf_ring_init(s->br);
-	int mask = io_uring_buf_ring_mask(s->buf_count);
-	for (uint32_t i = 0; i < s->buf_count; i++)
-		io_uring_buf_ring_add(s->br, s->bufs + (size_t)i * s->buf_size, s->buf_size,
-				      (unsigned short)i, mask, (int)i);
-	io_uring_buf_ring_advance(s->br, (int)s->buf_count);
+	for (uint32_t i = 0; i < s->buf_count; i++) /* buffer 0 on top */
+		s->buf_stack[i] = (uint16_t)(s->buf_count - 1 - i);
+	s->buf_stack_n = s->buf_count;
 	s->bufs_free = s->buf_count;
+	s->ring_target = RING_TARGET_MIN < s->buf_count ? RING_TARGET_MIN : s->buf_count;
+	zt_shard_buf_top_up(s);
 	return 0;
 }
 
 void zt_shard_buf_return(struct zt_shard *s, uint16_t bid)
 {
-	io_uring_buf_ring_add(s->br, s->bufs + (size_t)bid * s->buf_size, s->buf_size, bid,
-			      io_uring_buf_ring_mask(s->buf_count), 0);
-	io_uring_buf_ring_advance(s->br, 1);
+	s->buf_stack[s->buf_stack_n++] = bid;
 	s->bufs_free++;
+}
+
+void zt_shard_buf_top_up(struct zt_shard *s)
+{
+	uint32_t in_ring = s->bufs_free - s->buf_stack_n;
+	if (s->buf_stack_n && (s->n_starved || zt_tun_starved(s)) &&
+	    s->ring_target < s->buf_count) {
+		/* Receives found the ring empty with buffers to spare: more of
+		 * them complete per wait than the ring held. */
+		s->ring_target = s->ring_target * 2 < s->buf_count ? s->ring_target * 2 : s->buf_count;
+		s->ring_grown_ms = zt_now_ms();
+	} else if (s->ring_target > RING_TARGET_MIN && zt_now_ms() - s->ring_grown_ms > 1000) {
+		s->ring_target /= 2; /* a quiet second: shrink back (down to the minimum) */
+		s->ring_grown_ms = zt_now_ms();
+	}
+	int mask = io_uring_buf_ring_mask(s->buf_count), n = 0;
+	while (in_ring + (uint32_t)n < s->ring_target && s->buf_stack_n) {
+		uint16_t bid = s->buf_stack[--s->buf_stack_n];
+		io_uring_buf_ring_add(s->br, s->bufs + (size_t)bid * s->buf_size, s->buf_size, bid,
+				      mask, n);
+		n++;
+	}
+	if (n)
+		io_uring_buf_ring_advance(s->br, n);
 }
 
 int zt_uring_probe(struct zt_uring_features *f)
@@ -711,6 +745,7 @@ static void *shard_main(void *arg)
 		struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 200 * 1000000};
 		zt_qsbr_offline(&rt->qsbr, s->id);
 		int r;
+		zt_shard_buf_top_up(s);
 		if (busy && busy_poll(s, busy))
 			r = (int)io_uring_cq_ready(&s->ring);
 		else
@@ -785,6 +820,7 @@ void zt_shard_join(struct zt_shard *s)
 	if (s->bufs)
 		munmap(s->bufs, (size_t)s->buf_size * s->buf_count);
 	free(s->buf_next);
+	free(s->buf_stack);
 	free(s->buf_len);
 	close(s->wake_fd);
 	free(s);
