@@ -335,24 +335,30 @@ static void release_unconsumed(struct zt_h2c *c, struct h2s *s)
 
 /* ---- output queue ---------------------------------------------------- */
 
+/* A new empty block at the end of the queue (the spare one if kept). */
+static struct out_chunk *out_new_tail(struct zt_h2c *c)
+{
+	struct out_chunk *nc = c->out_spare;
+	if (nc)
+		c->out_spare = NULL;
+	else if (!(nc = malloc(sizeof(*nc))))
+		return NULL;
+	nc->next = NULL;
+	nc->off = nc->len = 0;
+	if (c->out_tail)
+		c->out_tail->next = nc;
+	else
+		c->out_head = nc;
+	c->out_tail = nc;
+	return nc;
+}
+
 static int out_append(struct zt_h2c *c, const uint8_t *p, size_t n)
 {
 	while (n) {
 		struct out_chunk *t = c->out_tail;
-		if (!t || t->len == OUT_CHUNK) {
-			struct out_chunk *nc = c->out_spare;
-			if (nc)
-				c->out_spare = NULL;
-			else if (!(nc = malloc(sizeof(*nc))))
-				return -ENOMEM;
-			nc->next = NULL;
-			nc->off = nc->len = 0;
-			if (t)
-				t->next = nc;
-			else
-				c->out_head = nc;
-			c->out_tail = t = nc;
-		}
+		if ((!t || t->len == OUT_CHUNK) && !(t = out_new_tail(c)))
+			return -ENOMEM;
 		size_t k = OUT_CHUNK - t->len;
 		if (k > n)
 			k = n;
@@ -377,19 +383,8 @@ static uint8_t *out_reserve(struct zt_h2c *c, size_t n)
 		t->off = t->len = 0;
 		return t->data;
 	}
-	struct out_chunk *nc = c->out_spare;
-	if (nc)
-		c->out_spare = NULL;
-	else if (!(nc = malloc(sizeof(*nc))))
-		return NULL;
-	nc->next = NULL;
-	nc->off = nc->len = 0;
-	if (t)
-		t->next = nc;
-	else
-		c->out_head = nc;
-	c->out_tail = nc;
-	return nc->data;
+	struct out_chunk *nc = out_new_tail(c);
+	return nc ? nc->data : NULL;
 }
 
 static void out_commit(struct zt_h2c *c, size_t n)

@@ -127,6 +127,18 @@ ssize_t zt_tlsrec_seal(struct zt_tlsrec_key *k, uint8_t type, const struct iovec
 	return (ssize_t)(ZT_TLSREC_HDR + body);
 }
 
+/* Append up to `want` bytes in all to dst (*have so far) from p; returns
+ * the bytes taken. */
+static size_t gather(uint8_t *dst, uint8_t *have, size_t want, const uint8_t *p, size_t n)
+{
+	size_t k = want - *have;
+	if (k > n)
+		k = n;
+	memcpy(dst + *have, p, k);
+	*have += (uint8_t)k;
+	return k;
+}
+
 ssize_t zt_tlsrec_open(struct zt_tlsrec_rx *rx, const uint8_t *p, size_t n, bool *rec,
 		       uint8_t *type, size_t *len)
 {
@@ -136,12 +148,7 @@ ssize_t zt_tlsrec_open(struct zt_tlsrec_rx *rx, const uint8_t *p, size_t n, bool
 		return -ZT_TLSREC_E_INTERNAL;
 	while (used < n) {
 		if (rx->hdr_len < ZT_TLSREC_HDR) {
-			size_t k = ZT_TLSREC_HDR - rx->hdr_len;
-			if (k > n - used)
-				k = n - used;
-			memcpy(rx->hdr + rx->hdr_len, p + used, k);
-			rx->hdr_len += (uint8_t)k;
-			used += k;
+			used += gather(rx->hdr, &rx->hdr_len, ZT_TLSREC_HDR, p + used, n - used);
 			if (rx->hdr_len < ZT_TLSREC_HDR)
 				break;
 			/* After the handshake every record is application_data
@@ -179,12 +186,7 @@ ssize_t zt_tlsrec_open(struct zt_tlsrec_rx *rx, const uint8_t *p, size_t n, bool
 			used += k;
 			continue;
 		}
-		size_t k = ZT_TLSREC_TAG - rx->tag_len;
-		if (k > n - used)
-			k = n - used;
-		memcpy(rx->tag + rx->tag_len, p + used, k);
-		rx->tag_len += (uint8_t)k;
-		used += k;
+		used += gather(rx->tag, &rx->tag_len, ZT_TLSREC_TAG, p + used, n - used);
 		if (rx->tag_len < ZT_TLSREC_TAG)
 			break;
 		/* The whole record is in: authenticate before anything is used. */

@@ -186,6 +186,18 @@ static void test_both_ways_and_half_close(void)
 	env_free(&e);
 }
 
+static void close_all(struct env *e, struct flow *f, int n)
+{
+	for (int k = 0; k < n; k++) {
+		close(f[k].wfd);
+		close(f[k].rfd);
+	}
+	for (int i = 0; i < 2000 && e->s->n_conns; i++)
+		step(e);
+	CHECK(e->s->n_conns == 0 && e->s->bufs_free == e->s->buf_count && e->s->n_starved == 0);
+	env_free(e);
+}
+
 /* Buffer reuse: the ring holds only a few free buffers and is refilled with
  * the most recently returned ones, so one busy flow keeps reusing the same
  * few (cache-warm, and the rest never get memory). With a FIFO ring of all
@@ -215,12 +227,7 @@ static void test_buffers_reused_warm(void)
 	printf("buffer reuse: 48 MiB through one relay touched %u of %u buffers (ring target %u)\n",
 	       touched, e.s->buf_count, e.s->ring_target);
 	CHECK(touched >= 1 && touched <= 16);
-	close(cl);
-	close(sv);
-	for (int i = 0; i < 1000 && e.s->n_conns; i++)
-		step(&e);
-	CHECK(e.s->n_conns == 0 && e.s->bufs_free == e.s->buf_count);
-	env_free(&e);
+	close_all(&e, &up, 1);
 }
 
 static void test_backpressure_bounded(void)
@@ -261,12 +268,7 @@ static void test_backpressure_bounded(void)
 		flow_io(&up);
 	}
 	CHECK(up.read == up.n && !up.bad);
-	close(cl);
-	close(sv);
-	for (int i = 0; i < 1000 && e.s->n_conns; i++)
-		step(&e);
-	CHECK(e.s->n_conns == 0 && e.s->bufs_free == e.s->buf_count);
-	env_free(&e);
+	close_all(&e, &up, 1);
 }
 
 static void test_reset_propagates(void)
@@ -301,18 +303,6 @@ static void test_reset_propagates(void)
 }
 
 /* Close n flows' ends; every connection must finish and give back its buffers. */
-static void close_all(struct env *e, struct flow *f, int n)
-{
-	for (int k = 0; k < n; k++) {
-		close(f[k].wfd);
-		close(f[k].rfd);
-	}
-	for (int i = 0; i < 2000 && e->s->n_conns; i++)
-		step(e);
-	CHECK(e->s->n_conns == 0 && e->s->bufs_free == e->s->buf_count && e->s->n_starved == 0);
-	env_free(e);
-}
-
 static void test_starvation_recovers(void)
 {
 	/* 16 small buffers shared by 6 busy connections: reads hit ENOBUFS,
