@@ -379,6 +379,18 @@ static int read_hdr(struct conn *c, int i)
 	return 1;
 }
 
+/* Read more of the HTTP/1 head from side i: its end once complete, else
+ * NULL (incomplete, or failed: then the connection is closed). */
+static char *head_in(struct conn *c, int i, const char *what)
+{
+	if (read_hdr(c, i) < 0) {
+		note(what, errno ? strerror(errno) : "EOF");
+		conn_close(c, true);
+		return NULL;
+	}
+	return hdr_end(c);
+}
+
 /* A non-blocking connect; *done says it completed at once (unix sockets do). */
 static int connect_to(const struct sockaddr_storage *ss, socklen_t len, bool *done)
 {
@@ -551,13 +563,7 @@ static void on_event(struct conn *c, int i, uint32_t ev)
 			return;
 		}
 		/* the proxy's response */
-		int r = read_hdr(c, 1);
-		if (r < 0) {
-			note("reading the CONNECT response", errno ? strerror(errno) : "EOF");
-			conn_close(c, true);
-			return;
-		}
-		char *end = hdr_end(c);
+		char *end = head_in(c, 1, "reading the CONNECT response");
 		if (!end)
 			return;
 		if (c->hlen < 12 || strncmp(c->hdr, "HTTP/1.", 7) || c->hdr[9] != '2') {
@@ -572,13 +578,7 @@ static void on_event(struct conn *c, int i, uint32_t ev)
 	}
 	/* server mode */
 	if (c->state == ST_HANDSHAKE) {
-		int r = read_hdr(c, 0);
-		if (r < 0) {
-			note("reading the CONNECT request", errno ? strerror(errno) : "EOF");
-			conn_close(c, true);
-			return;
-		}
-		char *end = hdr_end(c);
+		char *end = head_in(c, 0, "reading the CONNECT request");
 		if (!end)
 			return;
 		char target[256];

@@ -287,7 +287,6 @@ static void on_recv(struct zt_shard *s, struct zt_conn *c, int dir, struct io_ur
 	d->recv_armed = false;
 	if (cqe->res > 0) {
 		uint16_t b = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
-		s->bufs_free--;
 		if (c->state != ZT_CONN_RELAYING) {
 			zt_shard_buf_return(s, b);
 			return;
@@ -595,10 +594,8 @@ out:
 
 void zt_conn_rearm_starved(struct zt_shard *s)
 {
-	/* Re-arm only while enough buffers are free that the new recvs do not
-	 * immediately starve again. */
 	struct zt_conn *c = s->live.next;
-	while (c != &s->live && s->n_starved && s->bufs_free >= 8) {
+	while (c != &s->live && s->n_starved) {
 		struct zt_conn *n = c->next; /* c may be finished below */
 		for (int i = 0; i < 2; i++) {
 			struct zt_dir *d = &c->d[i];

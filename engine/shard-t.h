@@ -176,6 +176,10 @@ struct zt_shard {
 /* conn.c, called by shard.c */
 void zt_conn_accepted(struct zt_shard *s, struct zt_listener *l, int fd);
 void zt_conn_complete(struct zt_shard *s, struct zt_op *op, struct io_uring_cqe *cqe);
+/* Re-arm receives that ended with -ENOBUFS (called once at least
+ * ZT_REARM_MIN_FREE buffers are free, so they do not starve again at once;
+ * with fewer the shard reclaims buffers from stalled connections instead). */
+#define ZT_REARM_MIN_FREE 8u
 void zt_conn_rearm_starved(struct zt_shard *s);
 /* How much a connection holding `held` unsent bytes may receive next: the
  * room under conn_buf_cap, but 0 (do not read yet) while that room is smaller

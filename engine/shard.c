@@ -23,9 +23,7 @@
 /* Free buffers kept in the ring while receives find enough of them there
  * (zt_shard_buf_top_up): few, so the ones reused are still in cache. */
 #define RING_TARGET_MIN 4u
-/* Starved receivers make the shard reclaim buffers from stalled
- * connections only when fewer than this many are free. */
-#define RECLAIM_BELOW 8u
+
 
 struct zt_shard *zt_shard_new(struct zt_runtime *rt, unsigned id)
 {
@@ -180,26 +178,26 @@ void zt_bufq_clear(struct zt_shard *s, struct zt_bufq *q)
  *  COOP_TASKRUN   (fallback for DEFER) no IPI to signal completions.
  *  SUBMIT_ALL     keep submitting after one SQE fails.
  *  CQSIZE         a CQ 4x the SQ: many multishot completions per submission. */
-/* After a batch of completions: if receives ran out of provided buffers,
- * connections holding some move them into private memory (at most every
- * 10 ms), and starved receives are re-armed once buffers are back. */
-/* After each pass over the completions: refill the ring, and help
- * receivers that found no buffer. */
+/* After each pass over the completions: refill the ring; then, for
+ * receives that found no buffer, either re-arm them (enough buffers are
+ * free again: the ring had only run dry) or, when buffers are really short,
+ * make connections that hold some move them into private memory (at most
+ * every 10 ms). */
 static void relieve_starvation(struct zt_shard *s)
 {
 	zt_shard_buf_top_up(s);
 	if (!s->n_starved && !zt_tun_starved(s))
 		return;
-	uint64_t now = zt_now_ms();
-	/* Reclaim only when buffers are really short (not when the ring ran
-	 * dry with buffers on the stack: zt_shard_buf_top_up refills it). */
-	if (s->bufs_free < RECLAIM_BELOW && now - s->reclaim_ms >= 10) {
+	uint64_t now;
+	if (s->bufs_free < ZT_REARM_MIN_FREE && (now = zt_now_ms()) - s->reclaim_ms >= 10) {
 		s->reclaim_ms = now;
 		zt_conn_reclaim(s);
 		zt_tun_reclaim(s);
 	}
-	if (s->n_starved)
+	if (s->bufs_free >= ZT_REARM_MIN_FREE) {
 		zt_conn_rearm_starved(s);
+		zt_tun_rearm_starved(s);
+	}
 }
 
 static int setup_ring(struct zt_shard *s)
@@ -637,6 +635,8 @@ static void handle_accept(struct zt_shard *s, struct zt_listener *l, struct io_u
 static void dispatch(struct zt_shard *s, struct io_uring_cqe *cqe)
 {
 	struct zt_op *op = io_uring_cqe_get_data(cqe);
+	if (cqe->flags & IORING_CQE_F_BUFFER)
+		s->bufs_free--; /* the handler keeps it or returns it */
 	if (!op)
 		return; /* cancel requests and other fire-and-forget SQEs */
 	switch (op->kind) {

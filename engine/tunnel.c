@@ -1075,7 +1075,6 @@ static void hc_on_recv(struct zt_shard *s, struct hconn *hc, struct io_uring_cqe
 {
 	if (cqe->res > 0) {
 		uint16_t b = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
-		s->bufs_free--;
 		if (!hc->closed)
 			zt_h2c_feed(hc->h2, s->bufs + (size_t)b * s->buf_size, (size_t)cqe->res);
 		zt_shard_buf_return(s, b);
@@ -1084,7 +1083,7 @@ static void hc_on_recv(struct zt_shard *s, struct hconn *hc, struct io_uring_cqe
 		return;
 	}
 	if (cqe->res == -ENOBUFS) {
-		/* out of provided buffers: zt_tun_tick re-arms once some are back */
+		/* out of provided buffers: re-armed once some are back (shard.c) */
 		if (!hc->starved) {
 			hc->starved = true;
 			s->tun->n_starved++;
@@ -1149,7 +1148,6 @@ void zt_tun_complete(struct zt_shard *s, struct zt_op *op, struct io_uring_cqe *
 		t->recv_armed = false;
 		if (cqe->res > 0) {
 			uint16_t b = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
-			s->bufs_free--;
 			if (t->state != T_OPEN) {
 				zt_shard_buf_return(s, b);
 				break;
@@ -1163,7 +1161,7 @@ void zt_tun_complete(struct zt_shard *s, struct zt_op *op, struct io_uring_cqe *
 			t->sock_eof = true;
 			tun_push(s, t);
 		} else if (cqe->res == -ENOBUFS) {
-			/* provided buffers ran out: zt_tun_tick re-arms later */
+			/* provided buffers ran out: re-armed once some are back */
 			if (!t->starved) {
 				t->starved = true;
 				s->tun->n_starved++;
@@ -1324,9 +1322,11 @@ unsigned zt_tun_starved(const struct zt_shard *s)
 	return s->tun ? s->tun->n_starved : 0;
 }
 
-/* Re-arm the receives that ended with -ENOBUFS once buffers are back. */
-static void rearm_starved(struct zt_shard *s, struct zt_tun_shard *ts)
+void zt_tun_rearm_starved(struct zt_shard *s)
 {
+	struct zt_tun_shard *ts = s->tun;
+	if (!ts)
+		return;
 	for (struct hconn *hc = ts->hconns.next; hc != &ts->hconns && ts->n_starved; hc = hc->next)
 		if (hc->starved) {
 			hc->starved = false;
@@ -1344,8 +1344,6 @@ static void rearm_starved(struct zt_shard *s, struct zt_tun_shard *ts)
 void zt_tun_tick(struct zt_shard *s)
 {
 	struct zt_tun_shard *ts = s->tun;
-	if (ts && ts->n_starved && s->bufs_free >= 8)
-		rearm_starved(s, ts);
 	if (!ts || !ts->n_hconns)
 		return;
 	uint64_t now = zt_now_ms();

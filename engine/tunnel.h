@@ -34,8 +34,9 @@ void zt_tun_recheck_policies(struct zt_shard *s, const struct zt_snapshot *snap)
 void zt_tun_tick(struct zt_shard *s);
 /* Out of provided buffers: move tunnels' queued bytes into private memory. */
 void zt_tun_reclaim(struct zt_shard *s);
-/* Tunnel receives waiting for provided buffers. */
+/* Tunnel receives waiting for provided buffers, and their re-arm. */
 unsigned zt_tun_starved(const struct zt_shard *s);
+void zt_tun_rearm_starved(struct zt_shard *s);
 /* Drain: GOAWAY on every connection; reset everything at the deadline. */
 void zt_tun_drain(struct zt_shard *s, bool abort_all);
 /* Live tunnels and HBONE connections (the shard exits when both are 0). */
