@@ -9,8 +9,9 @@
  *   socket -> stream: recv into provided buffers (at most conn_buf_cap
  *     queued), zt_h2c_write() encrypts straight from them; a write that
  *     takes less waits for on_writable. FIN -> END_STREAM, reset -> RST_STREAM.
- *   stream -> socket: on_data is copied into a chunk (the bytes live in
- *     h2conn only during the call) and sent; zt_h2c_consumed() reopens the
+ *   stream -> socket: on_data's payload is sent from the record block it
+ *     was decrypted into (zt_h2c_hold), or, when small or not in a block,
+ *     copied into a chunk first; zt_h2c_consumed() reopens the
  *     peer's window only once the socket took them: the window (4 MiB) bounds
  *     what a stream can make us hold. END_STREAM -> shutdown(SHUT_WR),
  *     RST_STREAM -> reset.
@@ -45,18 +46,27 @@
 #define CTX_CACHE 32
 #define HANDSHAKE_MS 10000
 
-/* stream -> socket bytes wait in chunks of CHUNK_BYTES: on_data appends to
- * the tail chunk (records of up to 16 KiB coalesce, so a send moves up to
- * CHUNK_SEND_MAX chunks at once), and spent chunks go back to a per-shard
- * free list (at most CHUNK_POOL_MAX kept) instead of malloc/free per record. */
+/* stream -> socket bytes wait in a list of chunks, and a send moves up to
+ * CHUNK_SEND_MAX of them at once. A payload of at least HOLD_MIN bytes stays
+ * in the record block h2conn decrypted it into: its chunk is a header that
+ * points there and holds the block (so what a tunnel pins is at most about
+ * twice the bytes it holds, which the peer's window bounds). Smaller
+ * payloads, and all of them with wolfSSL's records, are copied into owned
+ * chunks of CHUNK_BYTES, where they coalesce. Spent chunks go back to
+ * per-shard free lists (at most CHUNK_POOL_MAX owned and HELD_POOL_MAX
+ * headers kept) instead of malloc/free per record. */
 #define CHUNK_BYTES (64u << 10)
 #define CHUNK_POOL_MAX 64u
-#define CHUNK_SEND_MAX 4
+#define HELD_POOL_MAX 1024u
+#define CHUNK_SEND_MAX 8
+#define HOLD_MIN (8u << 10)
 
 struct chunk {
 	struct chunk *next;
 	uint32_t len, off;
-	uint8_t data[CHUNK_BYTES];
+	uint8_t *p;             /* the bytes: data[], or inside blk */
+	struct zt_h2c_blk *blk; /* held: the block p points into; owned: NULL */
+	uint8_t data[];         /* owned: CHUNK_BYTES */
 };
 
 struct hconn {
@@ -138,8 +148,10 @@ struct zt_tun_shard {
 	/* tuns touched from inside h2conn callbacks: looked at (finished,
 	 * freed) once the call into h2conn has returned */
 	struct tun *check;
-	struct chunk *spare; /* free chunks, n_spare of them */
+	struct chunk *spare; /* free owned chunks, n_spare of them */
 	unsigned n_spare;
+	struct chunk *spare_held; /* free held-chunk headers */
+	unsigned n_spare_held;
 	unsigned n_starved; /* tuns and hconns waiting for provided buffers */
 };
 
@@ -161,29 +173,38 @@ static struct zt_tun_shard *ts_of(struct zt_shard *s)
 	return s->tun;
 }
 
-static struct chunk *chunk_get(struct zt_tun_shard *ts)
+/* An owned chunk (blk NULL) or a held-chunk header for `blk`. */
+static struct chunk *chunk_get(struct zt_tun_shard *ts, struct zt_h2c_blk *blk)
 {
-	struct chunk *c = ts->spare;
+	struct chunk **list = blk ? &ts->spare_held : &ts->spare;
+	unsigned *n = blk ? &ts->n_spare_held : &ts->n_spare;
+	struct chunk *c = *list;
 	if (c) {
-		ts->spare = c->next;
-		ts->n_spare--;
-	} else if (!(c = malloc(sizeof(*c)))) {
+		*list = c->next;
+		(*n)--;
+	} else if (!(c = malloc(sizeof(*c) + (blk ? 0 : CHUNK_BYTES)))) {
 		return NULL;
 	}
 	c->next = NULL;
 	c->len = c->off = 0;
+	c->p = blk ? NULL : c->data;
+	c->blk = blk;
 	return c;
 }
 
 static void chunk_put(struct zt_tun_shard *ts, struct chunk *c)
 {
-	if (ts->n_spare >= CHUNK_POOL_MAX) {
+	bool held = c->blk != NULL;
+	zt_h2c_blk_put(c->blk);
+	struct chunk **list = held ? &ts->spare_held : &ts->spare;
+	unsigned *n = held ? &ts->n_spare_held : &ts->n_spare;
+	if (*n >= (held ? HELD_POOL_MAX : CHUNK_POOL_MAX)) {
 		free(c);
 		return;
 	}
-	c->next = ts->spare;
-	ts->spare = c;
-	ts->n_spare++;
+	c->next = *list;
+	*list = c;
+	(*n)++;
 }
 
 static void chunks_put(struct zt_tun_shard *ts, struct chunk *c)
@@ -610,11 +631,11 @@ static void tun_send(struct zt_shard *s, struct tun *t)
 		return;
 	struct chunk *c = t->c_head;
 	if (!c->next) {
-		io_uring_prep_send(sqe, t->fd, c->data + c->off, c->len - c->off, MSG_NOSIGNAL);
+		io_uring_prep_send(sqe, t->fd, c->p + c->off, c->len - c->off, MSG_NOSIGNAL);
 	} else {
 		int n = 0;
 		for (; c && n < CHUNK_SEND_MAX; c = c->next, n++) {
-			t->siov[n].iov_base = c->data + c->off;
+			t->siov[n].iov_base = c->p + c->off;
 			t->siov[n].iov_len = c->len - c->off;
 		}
 		memset(&t->smsg, 0, sizeof(t->smsg));
@@ -720,37 +741,57 @@ static void tun_release(struct zt_shard *s, struct tun *t)
 	zt_h2c_consumed(t->hc->h2, t->sid, k);
 }
 
+static void chunk_append(struct tun *t, struct chunk *c)
+{
+	if (t->c_tail)
+		t->c_tail->next = c;
+	else
+		t->c_head = c;
+	t->c_tail = c;
+}
+
 static void cb_data(void *ud, int32_t sid, void *sud, const uint8_t *p, size_t n)
 {
 	struct tun *t = sud;
 	struct hconn *hc = ud;
 	if (t->state == T_CLOSING)
 		return;
+	uint32_t total = (uint32_t)n;
+	struct zt_h2c_blk *b = n >= HOLD_MIN ? zt_h2c_hold(hc->h2, p, n) : NULL;
+	if (b) {
+		/* Sent from where it was decrypted. */
+		struct chunk *c = chunk_get(hc->s->tun, b);
+		if (!c) {
+			zt_h2c_blk_put(b);
+			tun_fail(hc->s, t, -ENOMEM, true, "out of memory");
+			return;
+		}
+		c->p = (uint8_t *)p;
+		c->len = (uint32_t)n;
+		chunk_append(t, c);
+		n = 0;
+	}
 	while (n) {
-		/* Append to the tail chunk; bytes a send in flight points at stay
-		 * put, new ones go after them. */
+		/* Append to the tail chunk if it is an owned one; bytes a send in
+		 * flight points at stay put, new ones go after them. */
 		struct chunk *c = t->c_tail;
-		if (!c || c->len == CHUNK_BYTES) {
-			if (!(c = chunk_get(hc->s->tun))) {
+		if (!c || c->blk || c->len == CHUNK_BYTES) {
+			if (!(c = chunk_get(hc->s->tun, NULL))) {
 				tun_fail(hc->s, t, -ENOMEM, true, "out of memory");
 				return;
 			}
-			if (t->c_tail)
-				t->c_tail->next = c;
-			else
-				t->c_head = c;
-			t->c_tail = c;
+			chunk_append(t, c);
 		}
 		size_t k = CHUNK_BYTES - c->len;
 		if (k > n)
 			k = n;
 		memcpy(c->data + c->len, p, k);
 		c->len += (uint32_t)k;
-		t->c_bytes += (uint32_t)k;
-		t->c_unconsumed += (uint32_t)k;
 		p += k;
 		n -= k;
 	}
+	t->c_bytes += total;
+	t->c_unconsumed += total;
 	tun_release(hc->s, t);
 	tun_send(hc->s, t);
 	mark(hc->s, t);
@@ -1428,6 +1469,10 @@ void zt_tun_shard_free(struct zt_shard *s)
 			if (ts->ctx[i].ctx[k])
 				wolfSSL_CTX_free(ts->ctx[i].ctx[k]);
 	for (struct chunk *c = ts->spare, *n; c; c = n) {
+		n = c->next;
+		free(c);
+	}
+	for (struct chunk *c = ts->spare_held, *n; c; c = n) {
 		n = c->next;
 		free(c);
 	}

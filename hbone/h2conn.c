@@ -16,14 +16,17 @@
  * application traffic secrets, and from then on records are sealed and
  * opened here (hbone/tlsrec.c):
  * Bytes in:  zt_h2c_feed() -> zt_tlsrec_open() decrypts each record as its
- *            bytes arrive, from the caller's buffer into c->rx->plain ->
- *            once authenticated, nghttp2 parses it and hands DATA payloads to
- *            on_data as pointers into c->rx->plain.
+ *            bytes arrive, from the caller's buffer into c->blk (a
+ *            refcounted block) -> once authenticated, nghttp2 parses it and
+ *            hands DATA payloads to on_data as pointers into the block. The
+ *            owner may keep the block (zt_h2c_hold) and send the payload
+ *            from where it was decrypted; the next record then gets a new
+ *            block.
  * Bytes out: DATA frame header (with any small frames gathered in
  *            c->scratch) and the payload, still in the caller's buffer, are
  *            encrypted by zt_tlsrec_seal() straight into the output queue.
  * Copies per tunnel byte, beyond the kernel's and the cipher's own pass: in,
- * none here (whatever the owner does in on_data); out, none (payload tails
+ * none here (and none in the owner if it holds the block); out, none (payload tails
  * up to COPY_MAX are gathered with the next frame's header). With wolfSSL's
  * records: in, two (into wolfSSL's record buffer; record plaintext into
  * c->scratch); out, two (wolfSSL_write into its record buffer, then its
@@ -171,6 +174,7 @@ struct zt_h2c {
 	uint8_t sec_client_len, sec_server_len;
 	struct zt_tlsrec_key tx;
 	struct zt_tlsrec_rx *rx;
+	struct zt_h2c_blk *blk; /* rx->plain's block (one reference is ours) */
 	uint8_t *hs_msg;     /* post-handshake messages being reassembled */
 	size_t hs_msg_len;
 	uint64_t ku_records; /* KeyUpdate after this many records */
@@ -183,6 +187,32 @@ struct zt_h2c {
 static void settle(struct zt_h2c *c);
 
 /* ---- small helpers -------------------------------------------------- */
+
+static struct zt_h2c_blk *blk_new(void)
+{
+	struct zt_h2c_blk *b = malloc(sizeof(*b));
+	if (b)
+		b->refs = 1;
+	return b;
+}
+
+void zt_h2c_blk_put(struct zt_h2c_blk *b)
+{
+	if (b && !--b->refs)
+		free(b);
+}
+
+struct zt_h2c_blk *zt_h2c_hold(struct zt_h2c *c, const uint8_t *p, size_t n)
+{
+	struct zt_h2c_blk *b = c->blk;
+	if (!b || !c->rl)
+		return NULL;
+	uintptr_t lo = (uintptr_t)b->data, at = (uintptr_t)p;
+	if (at < lo || at - lo > sizeof(b->data) || n > sizeof(b->data) - (at - lo))
+		return NULL;
+	b->refs++;
+	return b;
+}
 
 static void enter(struct zt_h2c *c)
 {
@@ -1183,9 +1213,10 @@ static void own_records_start(struct zt_h2c *c)
 		return;
 	}
 	bool client = c->role == ZT_H2C_CLIENT;
-	struct zt_tlsrec_rx *rx = malloc(sizeof(*rx));
-	if (rx) {
-		memset(rx, 0, offsetof(struct zt_tlsrec_rx, plain));
+	struct zt_tlsrec_rx *rx = calloc(1, sizeof(*rx));
+	struct zt_h2c_blk *blk = blk_new();
+	if (rx && blk) {
+		rx->plain = blk->data;
 		if (zt_tlsrec_key_init(&c->tx, client ? c->sec_client : c->sec_server, want) ||
 		    zt_tlsrec_key_init(&rx->key, client ? c->sec_server : c->sec_client, want)) {
 			zt_tlsrec_key_wipe(&c->tx);
@@ -1195,11 +1226,14 @@ static void own_records_start(struct zt_h2c *c)
 		}
 	}
 	secrets_wipe(c);
-	if (!rx) {
+	if (!rx || !blk) {
+		free(rx);
+		zt_h2c_blk_put(blk);
 		ZT_WARN("hbone", "TLS records stay with wolfSSL: setting up our own failed");
 		return;
 	}
 	c->rx = rx;
+	c->blk = blk;
 	c->rl = true;
 }
 
@@ -1420,6 +1454,18 @@ static void read_own_records(struct zt_h2c *c)
 			on_post_handshake(c, c->rx->plain, len);
 		else
 			rec_refused(c, ZT_TLSREC_E_UNEXPECTED);
+		if (c->blk->refs > 1 && !c->dying) {
+			/* The owner kept payload of this record: the next one
+			 * goes to a new block. */
+			struct zt_h2c_blk *b = blk_new();
+			if (!b) {
+				fail(c, -ENOMEM, false, 0, "out of memory");
+				return;
+			}
+			zt_h2c_blk_put(c->blk);
+			c->blk = b;
+			c->rx->plain = b->data;
+		}
 	}
 }
 
@@ -1639,8 +1685,12 @@ void zt_h2c_free(struct zt_h2c *c)
 	zt_tlsrec_key_wipe(&c->tx);
 	if (c->rx) {
 		zt_tlsrec_key_wipe(&c->rx->key);
-		explicit_bzero(c->rx->plain, sizeof(c->rx->plain));
 		free(c->rx);
+	}
+	if (c->blk) {
+		if (c->blk->refs == 1) /* kept payload is its holders' to handle */
+			explicit_bzero(c->blk->data, sizeof(c->blk->data));
+		zt_h2c_blk_put(c->blk);
 	}
 	free(c->hs_msg);
 	secrets_wipe(c);

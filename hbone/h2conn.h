@@ -69,6 +69,7 @@
 #include <sys/uio.h>
 
 #include "common/addr.h"
+#include "hbone/tlsrec.h"
 
 enum zt_h2c_role { ZT_H2C_CLIENT, ZT_H2C_SERVER };
 
@@ -133,8 +134,9 @@ struct zt_h2c_cbs {
 	 * zt_h2c_write() may be called. Otherwise the stream is over (h2conn
 	 * cancels it) and no more callbacks come for it. */
 	void (*on_response)(void *ud, int32_t sid, void *sud, int status);
-	/* Tunnel bytes, valid only during the call. Call zt_h2c_consumed() as
-	 * they leave your buffers: that reopens the peer's flow-control window. */
+	/* Tunnel bytes, valid only during the call unless zt_h2c_hold() keeps
+	 * them. Call zt_h2c_consumed() as they leave your buffers: that
+	 * reopens the peer's flow-control window. */
 	void (*on_data)(void *ud, int32_t sid, void *sud, const uint8_t *p, size_t n);
 	/* The peer finished sending (END_STREAM): shutdown(SHUT_WR) onward. */
 	void (*on_eof)(void *ud, int32_t sid, void *sud);
@@ -243,6 +245,22 @@ int zt_h2c_close_write(struct zt_h2c *c, int32_t sid);
  * from TCP). The stream's callbacks stop; unconsumed bytes are released.
  * Returns 0, -ENOENT, -ESHUTDOWN. */
 int zt_h2c_reset(struct zt_h2c *c, int32_t sid, uint32_t code);
+
+/* A received record's plaintext, refcounted. */
+struct zt_h2c_blk {
+	uint32_t refs;
+	uint8_t data[ZT_TLSREC_BODY_MAX];
+};
+
+/* From inside on_data: keep the `n` bytes at `p` (the call's payload, or
+ * part of it) where they are, in the record block they were decrypted into,
+ * instead of copying them. Returns the block with a reference taken for
+ * the caller (release with zt_h2c_blk_put; the bytes stay valid until
+ * then, also after the connection is freed), or NULL when the payload is
+ * not in a block (records left to wolfSSL): copy it then. A block is
+ * ZT_TLSREC_BODY_MAX bytes whatever part of it is kept. */
+struct zt_h2c_blk *zt_h2c_hold(struct zt_h2c *c, const uint8_t *p, size_t n);
+void zt_h2c_blk_put(struct zt_h2c_blk *b);
 
 /* `n` bytes delivered by on_data left the owner's buffers: reopen the peer's
  * window by that much (a WINDOW_UPDATE once 1/16 of the stream's window,

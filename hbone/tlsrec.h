@@ -4,7 +4,8 @@
  * records of the connection here, straight between zring's buffers: sealing
  * encrypts the caller's segments (frame headers, payload still in the ring's
  * receive buffers) into the output queue, opening decrypts ciphertext as it
- * arrives into one record-sized plaintext buffer. AES-GCM only (ztunnel's two
+ * arrives into a record-sized plaintext buffer the caller provides (and may
+ * swap between records). AES-GCM only (ztunnel's two
  * suites); wolfCrypt's streaming AES-GCM does the work.
  *
  * Needs wolfSSL with HAVE_SECRET_CALLBACK (the traffic secrets) and
@@ -84,7 +85,9 @@ struct zt_tlsrec_rx {
 	uint8_t tag_len;  /* tag bytes so far */
 	uint32_t body;    /* ciphertext bytes of this record (without the tag) */
 	uint32_t got;     /* ciphertext bytes decrypted so far */
-	uint8_t plain[ZT_TLSREC_BODY_MAX];
+	/* ZT_TLSREC_BODY_MAX bytes, the caller's; it may point elsewhere
+	 * between records (never while zt_tlsrec_rx_midway()). */
+	uint8_t *plain;
 };
 
 /* Why a record was refused (the TLS alert it calls for). */

@@ -50,7 +50,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint8_t mode = data[0];
 	data++;
 	size--;
+	static uint8_t plain[ZT_TLSREC_BODY_MAX];
 	memset(&rx, 0, offsetof(struct zt_tlsrec_rx, plain));
+	rx.plain = plain;
 	if (zt_tlsrec_key_init(&rx.key, SECRET, mode & 0x80 ? 32 : 48))
 		abort();
 	unsigned piece = 1u + ((mode >> 4) & 7u) * 997u; /* 1 .. 6980 */

@@ -17,6 +17,8 @@ from the embedded CA with a root shared through --ca-cert/--ca-key.
 6. a policy change re-checks open tunnels: with no policy, client and other each
    run a long transfer; the ALLOW for the client arrives; other's tunnel is reset
    ("RBAC rejected"), the client's goes on to the end;
+1b. "other" leaves its TLS records to wolfSSL (--tls-records wolfssl): an echo
+   from it to the server (whose records are its own) is checked both ways;
 7. stalled tunnels under buffer pressure: other's zring has 16 buffers of 64 KiB;
    3 uploads into servers that read nothing for 15 s could pin them all, so their
    queues move to private memory and a 1 MiB echo beside them completes in < 8 s."""
@@ -65,7 +67,9 @@ def body(ctx):
         for n in ("server", "client", "other"):
             pods[n].install_capture()
             # "other" gets 16 buffers of 64 KiB (1 MiB per shard) for step 7
-            few = ("--buf-size", "65536", "--buf-count", "16") if n == "other" else ()
+            # and keeps wolfSSL's TLS records (1b)
+            few = ("--buf-size", "65536", "--buf-count", "16",
+                   "--tls-records", "wolfssl") if n == "other" else ()
             z[n] = ztlib.start_zring(ctx, pods[n], cfg, label="zring-" + n,
                                      args=("--ca-cert", ca[0], "--ca-key", ca[1],
                                            "--cert-ttl", "70") + few)
@@ -96,6 +100,11 @@ def body(ctx):
                   "bytes in %s", r)
         check(all(r["dst.addr"] == SERVER + ":15008" for r in out), "outbound dst.addr: %s", out[0])
         check(all(r["direction"] == "inbound" for r in inn), "inbound lines: %s", inn[0])
+
+        # 1b. wolfSSL's records on one end, zring's own on the other
+        rc, res, summ = ztlib.ztdata_client(ctx, pods["other"], SERVER + ":8080", "echo",
+                                            8 << 20, count=2, parallel=2, timeout=60)
+        say("1b. other (wolfSSL records) -> server (own records) echo 2 x 8 MiB: %s", summ)
 
         # 2. pooling: many tunnels, few TLS connections
         load = ztlib.spawn_client(ctx, pods["client"], "paced", VIP + ":9000", "down", 8 << 20,
