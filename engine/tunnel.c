@@ -84,6 +84,11 @@ struct hconn {
 	struct iovec iov[8]; /* the ciphertext in flight: h2conn's queue, in place */
 	struct msghdr msg;
 	int err;
+	/* tuns whose t->hc is this one. A released connection (gone: socket
+	 * and h2conn freed, off the shard's list) keeps its memory until the
+	 * last of them is freed, so t->hc never dangles. */
+	unsigned tuns;
+	bool gone;
 	uint64_t created_ms;
 	uint64_t idle_since_ms;
 	struct zt_shard_pod *spod;
@@ -371,8 +376,12 @@ static void hc_maybe_free(struct hconn *hc)
 	hc->next->prev = hc->prev;
 	ts->n_hconns--;
 	zt_h2c_free(hc->h2);
+	hc->h2 = NULL;
 	struct zt_shard_pod *sp = hc->spod;
-	free(hc);
+	hc->spod = NULL;
+	hc->gone = true;
+	if (!hc->tuns)
+		free(hc);
 	if (sp) { /* the pod's namespace is no longer needed by this connection */
 		sp->conns--;
 		zt_shard_pod_maybe_release(s, sp);
@@ -528,7 +537,9 @@ static void tun_maybe_free(struct zt_shard *s, struct tun *t)
 	ts->n_tuns--;
 	struct hconn *hc = t->hc;
 	free(t);
-	if (hc && hc->client && !hc->closed && zt_h2c_streams(hc->h2) == 0)
+	if (hc && !--hc->tuns && hc->gone)
+		free(hc);
+	else if (hc && hc->client && !hc->closed && zt_h2c_streams(hc->h2) == 0)
 		hc->idle_since_ms = zt_now_ms();
 }
 
@@ -903,6 +914,7 @@ static int cb_connect(void *ud, int32_t sid, const struct zt_h2c_request *req, v
 	}
 	t->fd = fd;
 	t->hc = hc;
+	hc->tuns++;
 	t->sid = sid;
 	t->stream_live = true;
 	t->spod = hc->spod;
@@ -1064,6 +1076,7 @@ void zt_tun_outbound(struct zt_shard *s, struct zt_shard_pod *sp, int fd,
 		return;
 	}
 	t->hc = hc;
+	hc->tuns++;
 	t->stream_live = true;
 	hc_flush(hc);
 	run_checks(s);
@@ -1455,6 +1468,8 @@ void zt_tun_shard_free(struct zt_shard *s)
 		free(t->q.spill);
 		if (t->fd >= 0)
 			close(t->fd);
+		if (t->hc && !--t->hc->tuns && t->hc->gone)
+			free(t->hc);
 		free(t);
 	}
 	for (struct hconn *hc = ts->hconns.next, *n; hc != &ts->hconns; hc = n) {

@@ -118,8 +118,35 @@ def main(name, body, tools=()):
         traceback.print_exc()
         say("FAIL %s: unexpected exception; logs: %s", name, ctx.logdir)
         sys.exit(1)
+    reports = sanitizer_reports(ctx.logdir)
+    if reports:
+        for r in reports:
+            say("FAIL %s: sanitizer report in %s", name, r)
+        say("logs: %s", ctx.logdir)
+        sys.exit(1)
     say("PASS %s (%.1fs)", name, time.monotonic() - t0)
     sys.exit(0)
+
+
+_SANITIZER = re.compile(r"ERROR: (Address|Leak|Memory)Sanitizer|WARNING: ThreadSanitizer|"
+                        r"runtime error: ")
+
+
+def sanitizer_reports(logdir):
+    """'file: first report line' for every process log in logdir with a sanitizer report
+    (a zring built with ASan/UBSan reports there, also while it shuts down, after the
+    test's own checks)."""
+    out = []
+    for f in sorted(os.listdir(logdir)):
+        path = os.path.join(logdir, f)
+        if not f.endswith(".log") or not os.path.isfile(path):
+            continue
+        with open(path, "rb") as fh:
+            for line in fh.read().decode("utf-8", "replace").splitlines():
+                if _SANITIZER.search(line):
+                    out.append("%s: %s" % (f, line.strip()[:300]))
+                    break
+    return out
 
 
 # ---- zring's logs -------------------------------------------------------------------------
