@@ -126,7 +126,7 @@ struct tun {
 	struct msghdr smsg;
 	uint64_t up, down, start_ns;
 	int error;
-	char err[200];
+	char *err; /* why it failed (heap: most tunnels never need one) */
 	struct __kernel_timespec ts;
 	struct sockaddr_in6 addr;
 	socklen_t addrlen;
@@ -512,7 +512,7 @@ static void tun_log(const struct tun *t)
 	snprintf(dur, sizeof(dur), "%llums", (unsigned long long)((zt_now_ns() - t->start_ns) / 1000000));
 	f[n++] = ZT_LF_S("duration", dur);
 	if (t->error)
-		f[n++] = ZT_LF_S("error", t->err);
+		f[n++] = ZT_LF_S("error", t->err ? t->err : "out of memory");
 	zt_log_fields(lvl, "access", "connection complete", f, n);
 }
 
@@ -536,6 +536,7 @@ static void tun_maybe_free(struct zt_shard *s, struct tun *t)
 	t->next->prev = t->prev;
 	ts->n_tuns--;
 	struct hconn *hc = t->hc;
+	free(t->err);
 	free(t);
 	if (hc && !--hc->tuns && hc->gone)
 		free(hc);
@@ -552,10 +553,12 @@ static void tun_fail(struct zt_shard *s, struct tun *t, int err, bool rst, const
 		return;
 	if (err && !t->error) {
 		t->error = err;
+		char why[200];
 		va_list ap;
 		va_start(ap, fmt);
-		vsnprintf(t->err, sizeof(t->err), fmt, ap);
+		vsnprintf(why, sizeof(why), fmt, ap);
 		va_end(ap);
+		t->err = strdup(why);
 	}
 	t->state = T_CLOSING;
 	if (t->fd >= 0) {
@@ -1470,6 +1473,7 @@ void zt_tun_shard_free(struct zt_shard *s)
 			close(t->fd);
 		if (t->hc && !--t->hc->tuns && t->hc->gone)
 			free(t->hc);
+		free(t->err);
 		free(t);
 	}
 	for (struct hconn *hc = ts->hconns.next, *n; hc != &ts->hconns; hc = n) {
