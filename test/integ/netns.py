@@ -158,6 +158,12 @@ def _owner_alive(pid):
     return b"python" in os.path.basename(argv0)
 
 
+# Signals that mean a process crashed (not one we sent: SIGTERM, SIGKILL). Topology
+# teardown notes every such exit here; the test harness fails the test on any.
+CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS, signal.SIGFPE, signal.SIGILL}
+CRASHES = []
+
+
 class Proc:
     """A background process (in a namespace or not) with its output in a log file."""
 
@@ -603,7 +609,10 @@ class Topology:
         self._torn_down = True
         for p in reversed(self._procs):
             with contextlib.suppress(Exception):
-                p.stop(timeout=3)
+                rc = p.stop(timeout=3)
+                if rc is not None and -rc in CRASH_SIGNALS:
+                    CRASHES.append("%s (pid %d) died of %s" % (p.label, p.pid,
+                                                            signal.Signals(-rc).name))
         # pods first (their veths go with them), then nodes, then the router
         for name in reversed(self._created):
             delete_netns(name)

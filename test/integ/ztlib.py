@@ -118,10 +118,10 @@ def main(name, body, tools=()):
         traceback.print_exc()
         say("FAIL %s: unexpected exception; logs: %s", name, ctx.logdir)
         sys.exit(1)
-    reports = sanitizer_reports(ctx.logdir)
+    reports = sanitizer_reports(ctx.logdir) + netns.CRASHES
     if reports:
         for r in reports:
-            say("FAIL %s: sanitizer report in %s", name, r)
+            say("FAIL %s: %s", name, r)
         say("logs: %s", ctx.logdir)
         sys.exit(1)
     say("PASS %s (%.1fs)", name, time.monotonic() - t0)
@@ -133,7 +133,7 @@ _SANITIZER = re.compile(r"ERROR: (Address|Leak|Memory)Sanitizer|WARNING: ThreadS
 
 
 def sanitizer_reports(logdir):
-    """'file: first report line' for every process log in logdir with a sanitizer report
+    """'sanitizer report in file: first report line' for every process log in logdir with one
     (a zring built with ASan/UBSan reports there, also while it shuts down, after the
     test's own checks)."""
     out = []
@@ -144,7 +144,7 @@ def sanitizer_reports(logdir):
         with open(path, "rb") as fh:
             for line in fh.read().decode("utf-8", "replace").splitlines():
                 if _SANITIZER.search(line):
-                    out.append("%s: %s" % (f, line.strip()[:300]))
+                    out.append("sanitizer report in %s: %s" % (f, line.strip()[:300]))
                     break
     return out
 
