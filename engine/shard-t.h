@@ -150,7 +150,7 @@ struct zt_shard {
 	uint32_t bufs_free;      /* in the ring or on the stack */
 	/* Free buffers wait on a stack; the ring holds only ring_target of them,
 	 * so the kernel fills the most recently used (cache-warm) buffers first
-	 * instead of cycling through all of them (zt_shard_buf_top_up). */
+	 * instead of cycling through all of them (buf_top_up in shard.c). */
 	uint16_t *buf_stack;
 	uint32_t buf_stack_n;
 	uint32_t ring_target;
@@ -220,10 +220,6 @@ void zt_conn_recheck_policies(struct zt_shard *s, const struct zt_snapshot *snap
 /* shard.c, called by conn.c */
 struct io_uring_sqe *zt_shard_sqe(struct zt_shard *s);
 void zt_shard_buf_return(struct zt_shard *s, uint16_t bid);
-/* Before waiting: fill the ring up to its target from the stack (newest
- * first); grow the target when receives found the ring empty while the
- * stack was not. */
-void zt_shard_buf_top_up(struct zt_shard *s);
 void zt_shard_pod_maybe_release(struct zt_shard *s, struct zt_shard_pod *sp);
 
 #endif

@@ -21,9 +21,10 @@
 
 #define TARGET "shard"
 /* Free buffers kept in the ring while receives find enough of them there
- * (zt_shard_buf_top_up): few, so the ones reused are still in cache. */
+ * (buf_top_up): few, so the ones reused are still in cache. */
 #define RING_TARGET_MIN 4u
 
+static void buf_top_up(struct zt_shard *s);
 
 struct zt_shard *zt_shard_new(struct zt_runtime *rt, unsigned id)
 {
@@ -170,22 +171,13 @@ void zt_bufq_clear(struct zt_shard *s, struct zt_bufq *q)
 	zt_bufq_init(q);
 }
 
-/* Ring set-up. Each flag is a request; the kernel may refuse and we retry
- * without it:
- *  SINGLE_ISSUER  only this thread submits: the kernel skips locking.
- *  DEFER_TASKRUN  completions run when we ask for them (in submit_and_wait),
- *                 not by interrupting us: batches work, fewer context switches.
- *  COOP_TASKRUN   (fallback for DEFER) no IPI to signal completions.
- *  SUBMIT_ALL     keep submitting after one SQE fails.
- *  CQSIZE         a CQ 4x the SQ: many multishot completions per submission. */
-/* After each pass over the completions: refill the ring; then, for
- * receives that found no buffer, either re-arm them (enough buffers are
- * free again: the ring had only run dry) or, when buffers are really short,
- * make connections that hold some move them into private memory (at most
- * every 10 ms). */
+/* Before each wait: refill the ring; then, for receives that found no
+ * buffer, either re-arm them (enough buffers are free again: the ring had
+ * only run dry) or, when buffers are really short, make connections that
+ * hold some move them into private memory (at most every 10 ms). */
 static void relieve_starvation(struct zt_shard *s)
 {
-	zt_shard_buf_top_up(s);
+	buf_top_up(s);
 	if (!s->n_starved && !zt_tun_starved(s))
 		return;
 	uint64_t now;
@@ -200,6 +192,14 @@ static void relieve_starvation(struct zt_shard *s)
 	}
 }
 
+/* Ring set-up. Each flag is a request; the kernel may refuse and we retry
+ * without it:
+ *  SINGLE_ISSUER  only this thread submits: the kernel skips locking.
+ *  DEFER_TASKRUN  completions run when we ask for them (in submit_and_wait),
+ *                 not by interrupting us: batches work, fewer context switches.
+ *  COOP_TASKRUN   (fallback for DEFER) no IPI to signal completions.
+ *  SUBMIT_ALL     keep submitting after one SQE fails.
+ *  CQSIZE         a CQ 4x the SQ: many multishot completions per submission. */
 static int setup_ring(struct zt_shard *s)
 {
 	static const unsigned tries[] = {
@@ -265,7 +265,7 @@ static int setup_buffers(struct zt_shard *s)
 	s->buf_stack_n = s->buf_count;
 	s->bufs_free = s->buf_count;
 	s->ring_target = RING_TARGET_MIN < s->buf_count ? RING_TARGET_MIN : s->buf_count;
-	zt_shard_buf_top_up(s);
+	buf_top_up(s);
 	return 0;
 }
 
@@ -275,7 +275,10 @@ void zt_shard_buf_return(struct zt_shard *s, uint16_t bid)
 	s->bufs_free++;
 }
 
-void zt_shard_buf_top_up(struct zt_shard *s)
+/* Fill the ring up to its target from the stack (newest first); grow the
+ * target while receives find the ring empty and the stack is not, shrink it
+ * after a quiet second. */
+static void buf_top_up(struct zt_shard *s)
 {
 	uint32_t in_ring = s->bufs_free - s->buf_stack_n;
 	if (s->buf_stack_n && (s->n_starved || zt_tun_starved(s)) &&
@@ -743,9 +746,9 @@ static void *shard_main(void *arg)
 
 		struct io_uring_cqe *cqe;
 		struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 200 * 1000000};
+		relieve_starvation(s);
 		zt_qsbr_offline(&rt->qsbr, s->id);
 		int r;
-		zt_shard_buf_top_up(s);
 		if (busy && busy_poll(s, busy))
 			r = (int)io_uring_cq_ready(&s->ring);
 		else
@@ -763,7 +766,6 @@ static void *shard_main(void *arg)
 		io_uring_cq_advance(&s->ring, n);
 		/* An idle shard sleeps at once; one that just worked polls. */
 		busy = n ? (uint64_t)rt->opts.busy_poll_us * 1000 : 0;
-		relieve_starvation(s);
 		if (s->pods_deleting)
 			expire_pods(s);
 		zt_tun_tick(s);

@@ -60,6 +60,7 @@
 #define HELD_POOL_MAX 1024u
 #define CHUNK_SEND_MAX 8
 #define HOLD_MIN (8u << 10)
+#define BLK_POOL_MAX 32u /* spare record blocks per shard (~16.6 KiB each) */
 
 struct chunk {
 	struct chunk *next;
@@ -157,6 +158,7 @@ struct zt_tun_shard {
 	unsigned n_spare;
 	struct chunk *spare_held; /* free held-chunk headers */
 	unsigned n_spare_held;
+	struct zt_h2c_blk_pool blks; /* record blocks of this shard's connections */
 	unsigned n_starved; /* tuns and hconns waiting for provided buffers */
 };
 
@@ -173,6 +175,7 @@ static struct zt_tun_shard *ts_of(struct zt_shard *s)
 		if (!s->tun)
 			return NULL;
 		s->tun->hconns.next = s->tun->hconns.prev = &s->tun->hconns;
+		s->tun->blks.keep = BLK_POOL_MAX;
 		s->tun->tuns.next = s->tun->tuns.prev = &s->tun->tuns;
 	}
 	return s->tun;
@@ -449,8 +452,11 @@ static void hc_flush(struct hconn *hc)
 
 static int hc_start_h2(struct hconn *hc, WOLFSSL_CTX *ctx)
 {
-	return zt_h2c_new(hc->client ? ZT_H2C_CLIENT : ZT_H2C_SERVER, ctx,
-			  hc->client ? &client_cbs : &server_cbs, hc, &hc->h2);
+	int r = zt_h2c_new(hc->client ? ZT_H2C_CLIENT : ZT_H2C_SERVER, ctx,
+			   hc->client ? &client_cbs : &server_cbs, hc, &hc->h2);
+	if (!r)
+		zt_h2c_set_blk_pool(hc->h2, &hc->s->tun->blks);
+	return r;
 }
 
 /* ---- tun --------------------------------------------------------------- */
@@ -1495,6 +1501,7 @@ void zt_tun_shard_free(struct zt_shard *s)
 		n = c->next;
 		free(c);
 	}
+	zt_h2c_blk_pool_drain(&ts->blks); /* every tun and hconn is gone: all back */
 	free(ts);
 	s->tun = NULL;
 }

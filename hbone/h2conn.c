@@ -175,6 +175,7 @@ struct zt_h2c {
 	struct zt_tlsrec_key tx;
 	struct zt_tlsrec_rx *rx;
 	struct zt_h2c_blk *blk; /* rx->plain's block (one reference is ours) */
+	struct zt_h2c_blk_pool *blk_pool;
 	uint8_t *hs_msg;     /* post-handshake messages being reassembled */
 	size_t hs_msg_len;
 	uint64_t ku_records; /* KeyUpdate after this many records */
@@ -188,24 +189,53 @@ static void settle(struct zt_h2c *c);
 
 /* ---- small helpers -------------------------------------------------- */
 
-static struct zt_h2c_blk *blk_new(void)
+static struct zt_h2c_blk *blk_new(struct zt_h2c_blk_pool *pool)
 {
-	struct zt_h2c_blk *b = malloc(sizeof(*b));
-	if (b)
-		b->refs = 1;
+	struct zt_h2c_blk *b = pool ? pool->free : NULL;
+	if (b) {
+		pool->free = b->next;
+		pool->n--;
+	} else if (!(b = malloc(sizeof(*b)))) {
+		return NULL;
+	}
+	b->refs = 1;
+	b->pool = pool;
 	return b;
 }
 
 void zt_h2c_blk_put(struct zt_h2c_blk *b)
 {
-	if (b && !--b->refs)
+	if (!b || --b->refs)
+		return;
+	struct zt_h2c_blk_pool *pool = b->pool;
+	if (!pool || pool->n >= pool->keep) {
 		free(b);
+		return;
+	}
+	b->next = pool->free;
+	pool->free = b;
+	pool->n++;
+}
+
+void zt_h2c_set_blk_pool(struct zt_h2c *c, struct zt_h2c_blk_pool *pool)
+{
+	c->blk_pool = pool;
+}
+
+void zt_h2c_blk_pool_drain(struct zt_h2c_blk_pool *pool)
+{
+	for (struct zt_h2c_blk *b = pool->free, *n; b; b = n) {
+		n = b->next;
+		free(b);
+	}
+	pool->free = NULL;
+	pool->n = 0;
 }
 
 struct zt_h2c_blk *zt_h2c_hold(struct zt_h2c *c, const uint8_t *p, size_t n)
 {
-	struct zt_h2c_blk *b = c->blk;
-	if (!b || !c->rl)
+	struct zt_h2c_blk *b = c->blk; /* set only with our own records */
+	if (!b)
 		return NULL;
 	uintptr_t lo = (uintptr_t)b->data, at = (uintptr_t)p;
 	if (at < lo || at - lo > sizeof(b->data) || n > sizeof(b->data) - (at - lo))
@@ -1214,7 +1244,7 @@ static void own_records_start(struct zt_h2c *c)
 	}
 	bool client = c->role == ZT_H2C_CLIENT;
 	struct zt_tlsrec_rx *rx = calloc(1, sizeof(*rx));
-	struct zt_h2c_blk *blk = blk_new();
+	struct zt_h2c_blk *blk = blk_new(c->blk_pool);
 	if (rx && blk) {
 		rx->plain = blk->data;
 		if (zt_tlsrec_key_init(&c->tx, client ? c->sec_client : c->sec_server, want) ||
@@ -1457,7 +1487,7 @@ static void read_own_records(struct zt_h2c *c)
 		if (c->blk->refs > 1 && !c->dying) {
 			/* The owner kept payload of this record: the next one
 			 * goes to a new block. */
-			struct zt_h2c_blk *b = blk_new();
+			struct zt_h2c_blk *b = blk_new(c->blk_pool);
 			if (!b) {
 				fail(c, -ENOMEM, false, 0, "out of memory");
 				return;

@@ -247,10 +247,27 @@ int zt_h2c_close_write(struct zt_h2c *c, int32_t sid);
 int zt_h2c_reset(struct zt_h2c *c, int32_t sid, uint32_t code);
 
 /* A received record's plaintext, refcounted. */
+struct zt_h2c_blk_pool;
 struct zt_h2c_blk {
 	uint32_t refs;
+	struct zt_h2c_blk_pool *pool; /* where it goes back, or NULL: free() */
+	struct zt_h2c_blk *next;      /* on the pool's free list */
 	uint8_t data[ZT_TLSREC_BODY_MAX];
 };
+
+/* Spare blocks for the connections of one thread (a shard's): a record's
+ * block comes from here and goes back when its last holder lets go, so a
+ * busy flow reuses a few cache-warm blocks instead of a malloc and a free
+ * per record. At most `keep` spares are kept. */
+struct zt_h2c_blk_pool {
+	struct zt_h2c_blk *free;
+	unsigned n, keep;
+};
+/* Take this connection's blocks from `pool` (set before the handshake ends;
+ * without one, each block is malloc'd and freed). */
+void zt_h2c_set_blk_pool(struct zt_h2c *c, struct zt_h2c_blk_pool *pool);
+/* Free the spares; every block taken from the pool must be back. */
+void zt_h2c_blk_pool_drain(struct zt_h2c_blk_pool *pool);
 
 /* From inside on_data: keep the `n` bytes at `p` (the call's payload, or
  * part of it) where they are, in the record block they were decrypted into,

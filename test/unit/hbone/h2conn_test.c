@@ -1130,13 +1130,15 @@ static void test_own_records(void)
 
 /* Payloads kept in their record blocks stay intact while later records
  * arrive and after the connection is gone; with wolfSSL's records nothing
- * can be kept. */
+ * can be kept. Released blocks go back to the pool, up to its limit. */
 static void test_held_blocks(void)
 {
 	for (int own = 1; own >= 0; own--) {
 		struct peer cl, sv;
 		pair(&cl, &sv);
 		CHECK(zt_h2c_set_own_records(sv.c, own) == 0);
+		struct zt_h2c_blk_pool pool = {.keep = 4};
+		zt_h2c_set_blk_pool(sv.c, &pool);
 		sv.hold = true;
 		struct tstream *t = open_stream(&cl, "10.1.2.3:8080");
 		run(&cl, &sv);
@@ -1174,6 +1176,9 @@ static void test_held_blocks(void)
 			zt_h2c_blk_put(h->b);
 		}
 		CHECK(bad == 0);
+		CHECK(pool.n == (own ? 4u : 0u)); /* the rest were freed */
+		zt_h2c_blk_pool_drain(&pool);
+		CHECK(pool.n == 0 && !pool.free);
 	}
 }
 
