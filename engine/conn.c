@@ -308,6 +308,10 @@ static void on_recv(struct zt_shard *s, struct zt_conn *c, int dir, struct io_ur
 		d->eof = true;
 		dir_progress(s, c, dir);
 		break;
+	case -EINTR:
+	case -EAGAIN: /* nothing read: read again */
+		dir_progress(s, c, dir);
+		break;
 	case -ENOBUFS:
 		/* Out of provided buffers: wait until some come back. */
 		if (!d->starved) {
@@ -326,10 +330,11 @@ static void on_recv(struct zt_shard *s, struct zt_conn *c, int dir, struct io_ur
 static void on_send(struct zt_shard *s, struct zt_conn *c, int dir, struct io_uring_cqe *cqe)
 {
 	struct zt_dir *d = &c->d[dir];
+	int res = zt_io_retry(cqe->res) ? 0 : cqe->res; /* 0: nothing went out, send again */
 	d->send_inflight = false;
 	if (c->state != ZT_CONN_RELAYING)
 		return;
-	if (cqe->res == -ECANCELED && d->reclaim) {
+	if (res == -ECANCELED && d->reclaim) {
 		/* zt_conn_reclaim() stopped a send that was waiting for room:
 		 * nothing of it went out. Spill the queue and send from there. */
 		d->reclaim = false;
@@ -337,17 +342,17 @@ static void on_send(struct zt_shard *s, struct zt_conn *c, int dir, struct io_ur
 		send_head(s, c, dir);
 		return;
 	}
-	if (cqe->res < 0) {
+	if (res < 0) {
 		/* The receiving socket failed: reset the sender's side. */
-		conn_abort(s, c, cqe->res, dir == 0 ? "upstream write failed" : "downstream write failed",
+		conn_abort(s, c, res, dir == 0 ? "upstream write failed" : "downstream write failed",
 			   1u << dir);
 		return;
 	}
-	d->bytes += (uint64_t)cqe->res;
+	d->bytes += (uint64_t)res;
 	if (c->series) /* request bytes are "received", response bytes "sent" */
 		atomic_fetch_add_explicit(dir == 0 ? &c->series->received : &c->series->sent,
-					  (uint64_t)cqe->res, memory_order_relaxed);
-	zt_bufq_consume(s, &d->q, (uint32_t)cqe->res);
+					  (uint64_t)res, memory_order_relaxed);
+	zt_bufq_consume(s, &d->q, (uint32_t)res);
 	if (d->reclaim) { /* the cancel came too late: spill what is left */
 		d->reclaim = false;
 		zt_bufq_spill(s, &d->q);

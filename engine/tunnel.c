@@ -1145,6 +1145,10 @@ static void hc_on_recv(struct zt_shard *s, struct hconn *hc, struct io_uring_cqe
 		hc_arm_recv(hc);
 		return;
 	}
+	if (zt_io_retry(cqe->res)) {
+		hc_arm_recv(hc); /* a no-op while a multishot recv goes on */
+		return;
+	}
 	if (cqe->res == -ENOBUFS) {
 		/* out of provided buffers: re-armed once some are back (shard.c) */
 		if (!hc->starved) {
@@ -1199,6 +1203,8 @@ void zt_tun_complete(struct zt_shard *s, struct zt_op *op, struct io_uring_cqe *
 		if (cqe->res > 0) {
 			zt_h2c_out_done(hc->h2, (size_t)cqe->res);
 			hc_flush(hc);
+		} else if (zt_io_retry(cqe->res) && !hc->closed) {
+			hc_flush(hc); /* nothing went out: send it again */
 		} else if (!hc->closed) {
 			zt_h2c_feed_eof(hc->h2);
 		}
@@ -1223,6 +1229,8 @@ void zt_tun_complete(struct zt_shard *s, struct zt_op *op, struct io_uring_cqe *
 		} else if (cqe->res == 0) {
 			t->sock_eof = true;
 			tun_push(s, t);
+		} else if (zt_io_retry(cqe->res)) {
+			tun_arm_recv(s, t); /* nothing read: read again */
 		} else if (cqe->res == -ENOBUFS) {
 			/* provided buffers ran out: re-armed once some are back */
 			if (!t->starved) {
@@ -1238,6 +1246,10 @@ void zt_tun_complete(struct zt_shard *s, struct zt_op *op, struct io_uring_cqe *
 		t = OF(struct tun, op, send_op);
 		t->inflight--;
 		t->send_inflight = false;
+		if (zt_io_retry(cqe->res)) {
+			tun_send(s, t); /* nothing went out: send it again */
+			break;
+		}
 		if (cqe->res < 0) {
 			tun_fail(s, t, cqe->res, true, "write failed: %s", strerror(-cqe->res));
 			break;
