@@ -32,9 +32,9 @@ static void usage(FILE *f)
 		"  --no-pin             do not pin shards to CPUs\n"
 		"  --log-level SPEC     e.g. info or info,access=warn                [RUST_LOG]\n"
 		"  --log-json           JSON log lines                               [LOG_FORMAT=json]\n"
-		"  --buf-size BYTES     provided buffer size (default 262144)\n"
-		"  --buf-count N        provided buffers per shard, power of two (default 64)\n"
-		"  --conn-buf BYTES     unsent bytes per direction before reads pause (default 524288)\n"
+		"  --buf-size BYTES     provided buffer size (default 1048576)\n"
+		"  --buf-count N        provided buffers per shard, power of two (default 16)\n"
+		"  --conn-buf BYTES     unsent bytes per direction before reads pause (default 2097152)\n"
 		"  --connect-timeout MS upstream connect timeout (default 10000)\n"
 		"  --tls-records M      HBONE records after the handshake: \"own\" (sealed and opened\n"
 		"                       by zring; the default when wolfSSL allows) or \"wolfssl\"\n"
@@ -103,9 +103,9 @@ int main(int argc, char **argv)
 
 	*o = (struct zt_engine_opts){
 		.pin = true,
-		.buf_size = 262144,
-		.buf_count = 64,
-		.conn_buf_cap = 524288,
+		.buf_size = 1048576,
+		.buf_count = 16,
+		.conn_buf_cap = 2097152,
 		.connect_timeout_ms = 10000,
 		.outbound_port = 15001,
 		.inbound_port = 15006,

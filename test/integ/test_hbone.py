@@ -180,7 +180,7 @@ def body(ctx):
 
         # 7. stalled tunnels under buffer pressure: "other" (16 x 64 KiB buffers per
         # shard) uploads into 3 servers that read nothing for 15 s; each tunnel's queue
-        # could pin 8 buffers (--conn-buf 512 KiB) and starve the shard, so they move
+        # could pin all 16 buffers (--conn-buf 2 MiB) and starve the shard, so they move
         # into private memory and an echo through the same zring still goes through.
         m7 = {n: len(z[n].lines()) for n in ("server", "other")}
         write(cfg, mesh(policy=False))
@@ -196,9 +196,9 @@ def body(ctx):
         sent = ztlib.fill_until_blocked(ups, 3)
         # The server's zring keeps what it took for the stalled apps in the
         # record blocks it decrypted (each at least half payload): per tunnel
-        # at most the 4 MiB stream window plus --conn-buf, about twice over.
+        # at most the 4 MiB stream window plus --conn-buf (2 MiB), about twice over.
         grew = z["server"].rss_kib() - rss0
-        limit = 3 * 2 * (4096 + 512) + 8192
+        limit = 3 * 2 * (4096 + 2048) + 8192
         check(grew < limit, "server zring RSS grew %d KiB holding 3 stalled tunnels (limit %d)",
               grew, limit)
         t7 = time.monotonic()

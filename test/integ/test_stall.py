@@ -21,10 +21,10 @@ import ztlib
 from ztlib import Mesh, Topology, VIP, SVC_PORT, check, say
 
 # zring's defaults (engine/main.c), 2 shards (ztlib.Mesh): all provided buffers
-# (64 x 256 KiB per shard) may be in use, and a stalled direction keeps at most
-# --conn-buf (512 KiB) of its own once it has spilled out of them.
-BUFFERS_KIB = 2 * 64 * 256
-CONN_BUF_KIB = 512
+# (16 x 1 MiB per shard) may be in use, and a stalled direction keeps at most
+# --conn-buf (2 MiB) of its own once it has spilled out of them.
+BUFFERS_KIB = 2 * 16 * 1024
+CONN_BUF_KIB = 2048
 SLACK_KIB = 8 * 1024
 
 
