@@ -73,7 +73,7 @@ ZRING_CONFIG = ZRING_CONFIG_T % {"c": "10.77.0.1", "s": "10.77.0.2", "proto": "T
 ZRING_HBONE_CONFIG = ZRING_CONFIG_T % {"c": "10.77.0.1", "s": "10.77.0.2", "proto": "HBONE"}
 HBONE_PORT = 15008
 
-ALL_CONFIGS = ["direct", "zring", "zring-log", "zring-buf64k", "zring-poll", "haproxy1", "zring-pair",
+ALL_CONFIGS = ["direct", "zring", "zring-log", "zring-buf256k", "zring-poll", "haproxy1", "zring-pair",
                "zring-pair-poll", "haproxy-pair", "haproxy-mtls", "zring-hbone", "zring-hbone-poll",
                "nghttpx-pair", "connect-pair"]
 # --busy-poll of the *-poll paths (microseconds).
@@ -81,12 +81,12 @@ BUSY_POLL_US = 50
 DEFAULT_CONFIGS = ["direct", "zring", "zring-log", "haproxy1", "zring-pair", "haproxy-pair"]
 # --hbone adds these (issue 4: zring's HBONE against the two mTLS peers).
 HBONE_CONFIGS = ["zring-hbone", "haproxy-mtls", "nghttpx-pair"]
-PROXIES = {"direct": 0, "zring": 1, "zring-log": 1, "zring-buf64k": 1, "zring-poll": 1, "haproxy1": 1,
+PROXIES = {"direct": 0, "zring": 1, "zring-log": 1, "zring-buf256k": 1, "zring-poll": 1, "haproxy1": 1,
            "zring-pair": 2, "zring-pair-poll": 2, "haproxy-pair": 2, "haproxy-mtls": 2, "zring-hbone": 2,
            "zring-hbone-poll": 2, "nghttpx-pair": 2, "connect-pair": 2}
 # HAProxy path with the same number of proxies, for the "x HAProxy (same count)" column
 # (for the tunnelled paths: the HAProxy mTLS pair).
-SAME_COUNT_PEER = {"zring": "haproxy1", "zring-log": "haproxy1", "zring-buf64k": "haproxy1", "zring-poll": "haproxy1",
+SAME_COUNT_PEER = {"zring": "haproxy1", "zring-log": "haproxy1", "zring-buf256k": "haproxy1", "zring-poll": "haproxy1",
                    "zring-pair": "haproxy-pair", "zring-pair-poll": "haproxy-pair",
                    "zring-hbone": "haproxy-mtls", "zring-hbone-poll": "haproxy-mtls",
                    "nghttpx-pair": "haproxy-mtls", "connect-pair": "haproxy-pair"}
@@ -97,8 +97,8 @@ DESCR = {
     "direct": "direct TCP (no proxy)",
     "zring": "zring, 1 proxy (client ns), plain relay",
     "zring-log": "zring, 1 proxy, access log on (RUST_LOG=info, to a file)",
-    "zring-buf64k": "zring, 1 proxy, `--buf-size 65536 --buf-count 256` (the default before "
-                    "2026-11-26; now 256 KiB x 64, like HAProxy's tune.bufsize)",
+    "zring-buf256k": "zring, 1 proxy, `--buf-size 262144 --buf-count 64 --conn-buf 524288` (the defaults "
+                     "until 2026-11-26 08:35; now 1 MiB x 16 and 2 MiB)",
     "zring-poll": "zring, 1 proxy, `--busy-poll %d`" % BUSY_POLL_US,
     "zring-pair-poll": "zring pair, both `--busy-poll %d`" % BUSY_POLL_US,
     "zring-hbone-poll": "zring HBONE pair, both `--busy-poll %d`" % BUSY_POLL_US,
@@ -350,9 +350,10 @@ class Trial:
         self._capture_out(15001, ["-m", "mark", "!", "--mark", ZRING_MARK])
         self._zring(NS_C, "zring-out-log", True)
 
-    def setup_zring_buf64k(self):
+    def setup_zring_buf256k(self):
         self._capture_out(15001, ["-m", "mark", "!", "--mark", ZRING_MARK])
-        self._zring(NS_C, "zring-out-buf64k", False, ["--buf-size", "65536", "--buf-count", "256"])
+        self._zring(NS_C, "zring-out-buf256k", False,
+                    ["--buf-size", "262144", "--buf-count", "64", "--conn-buf", "524288"])
 
     def setup_zring_pair(self, extra=()):
         self._capture_in(15006)
@@ -914,7 +915,7 @@ def report(env, configs, allres, cmdline, started, info, stamp):
              "client ns, iperf3 -s and the zbench echo server in the server ns. Every (path, repetition) "
              "starts from fresh namespaces, servers and proxies; repetitions are interleaved across paths. "
              "zring runs `--shards 1` (one shard thread; it also has a control thread, idle here); each HAProxy "
-             "`nbthread 1`, `tune.bufsize 262144`%s." % (
+             "`nbthread 1`, `tune.bufsize 1048576`%s." % (
                  NS_C, IP_C, a.mtu or 1500, NS_S, IP_S,
                  "; each nghttpx `-n 1 --single-process`, h2 windows %d KiB per stream / %d MiB per connection, "
                  "`--backend-connections-per-host=20000`; the zconnect helpers are single-threaded; every process "
@@ -1498,7 +1499,7 @@ def main():
         if a.perf:
             allres["_perf"] = []
             for c in [x for x in configs if x in (
-                    "zring", "zring-buf64k", "haproxy1", "zring-pair", "haproxy-pair", "haproxy-mtls",
+                    "zring", "zring-buf256k", "haproxy1", "zring-pair", "haproxy-pair", "haproxy-mtls",
                     "zring-hbone", "zring-hbone-poll", "nghttpx-pair", "connect-pair")]:
                 wait_quiet()
                 try:
