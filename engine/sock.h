@@ -33,9 +33,9 @@ int zt_sock_connect_result(int fd, int res);
 /* Make the next close() send RST instead of FIN. */
 void zt_sock_set_rst(int fd);
 /* A send or receive that completed with -EINTR or -EAGAIN moved nothing and
- * is issued again; any other error ends the connection. io_uring reports
- * -EINTR when a send it had to finish blocking (in an io-wq worker) is
- * interrupted: seen on 6.18 with 1 MiB sends under load. */
+ * is issued again; any other error ends the connection. Seen on 6.18: a
+ * 1 MiB send under load completed with -EINTR (where in io_uring it comes
+ * from was not traced). */
 static inline bool zt_io_retry(int res)
 {
 	return res == -EINTR || res == -EAGAIN;
