@@ -391,6 +391,16 @@ static void hc_maybe_free(struct hconn *hc)
 	}
 }
 
+/* A tunnel lets go of its connection: true when that was the last hold on
+ * a released one, which is freed. */
+static bool hc_unref(struct hconn *hc)
+{
+	if (--hc->tuns || !hc->gone)
+		return false;
+	free(hc);
+	return true;
+}
+
 static void hc_close(struct hconn *hc, int err, const char *why)
 {
 	if (hc->closed)
@@ -544,9 +554,7 @@ static void tun_maybe_free(struct zt_shard *s, struct tun *t)
 	struct hconn *hc = t->hc;
 	free(t->err);
 	free(t);
-	if (hc && !--hc->tuns && hc->gone)
-		free(hc);
-	else if (hc && hc->client && !hc->closed && zt_h2c_streams(hc->h2) == 0)
+	if (hc && !hc_unref(hc) && hc->client && !hc->closed && zt_h2c_streams(hc->h2) == 0)
 		hc->idle_since_ms = zt_now_ms();
 }
 
@@ -1489,8 +1497,8 @@ void zt_tun_shard_free(struct zt_shard *s)
 		free(t->q.spill);
 		if (t->fd >= 0)
 			close(t->fd);
-		if (t->hc && !--t->hc->tuns && t->hc->gone)
-			free(t->hc);
+		if (t->hc)
+			hc_unref(t->hc);
 		free(t->err);
 		free(t);
 	}

@@ -196,9 +196,9 @@ def body(ctx):
         sent = ztlib.fill_until_blocked(ups, 3)
         # The server's zring keeps what it took for the stalled apps in the
         # record blocks it decrypted (each at least half payload): per tunnel
-        # at most the 4 MiB stream window plus --conn-buf (2 MiB), about twice over.
+        # at most the 4 MiB stream window plus --conn-buf, about twice over.
         grew = z["server"].rss_kib() - rss0
-        limit = 3 * 2 * (4096 + 2048) + 8192
+        limit = 3 * 2 * (4096 + ztlib.zring_defaults(ctx.zring)["--conn-buf"] // 1024) + 8192
         check(grew < limit, "server zring RSS grew %d KiB holding 3 stalled tunnels (limit %d)",
               grew, limit)
         t7 = time.monotonic()

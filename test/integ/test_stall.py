@@ -20,16 +20,15 @@ import time
 import ztlib
 from ztlib import Mesh, Topology, VIP, SVC_PORT, check, say
 
-# zring's defaults (engine/main.c), 2 shards (ztlib.Mesh): all provided buffers
-# (16 x 1 MiB per shard) may be in use, and a stalled direction keeps at most
-# --conn-buf (2 MiB) of its own once it has spilled out of them.
-BUFFERS_KIB = 2 * 16 * 1024
-CONN_BUF_KIB = 2048
+# With zring's defaults (its --help): all provided buffers of the mesh's shards
+# (--buf-count x --buf-size each) may be in use, and a stalled direction keeps
+# at most --conn-buf of its own once it has spilled out of them.
 SLACK_KIB = 8 * 1024
 
 
-def rss_limit(base_kib, stalled):
-    return base_kib + BUFFERS_KIB + stalled * CONN_BUF_KIB + SLACK_KIB
+def rss_limit(dflt, shards, base_kib, stalled):
+    buffers_kib = shards * dflt["--buf-count"] * dflt["--buf-size"] // 1024
+    return base_kib + buffers_kib + stalled * dflt["--conn-buf"] // 1024 + SLACK_KIB
 
 
 def established_upstream(m):
@@ -47,6 +46,7 @@ def watch_rss(z, seconds):
 
 
 def body(ctx):
+    dflt = ztlib.zring_defaults(ctx.zring)
     with Topology(log_dir=ctx.logdir) as t:
         m = Mesh(ctx, t)
         z = m.zring
@@ -68,8 +68,8 @@ def body(ctx):
         ztlib.wait_until(lambda: established_upstream(m) >= 50, 10, "50 upstream connections")
         peak = watch_rss(z, 3)
         say("50 stalled downloads: zring RSS peak %d KiB (baseline %d)", peak, base_rss)
-        check(peak < rss_limit(base_rss, 50), "zring RSS %d KiB with 50 stalled downloads (limit %d)",
-              peak, rss_limit(base_rss, 50))
+        check(peak < rss_limit(dflt, m.shards, base_rss, 50), "zring RSS %d KiB with 50 stalled downloads (limit %d)",
+              peak, rss_limit(dflt, m.shards, base_rss, 50))
         rc, res, summ = m.run("echo", 64 << 20, seed=2, timeout=30)
         say("meanwhile a 64 MiB echo: %s", summ)
 
@@ -86,8 +86,8 @@ def body(ctx):
         peak = watch_rss(z, 1)
         say("20 uploads into non-reading servers: %d MiB accepted by the kernel/zring, "
             "RSS peak %d KiB", sent >> 20, peak)
-        check(peak < rss_limit(base_rss, 70), "zring RSS %d KiB with 20 stalled uploads and the "
-              "50 downloads (limit %d)", peak, rss_limit(base_rss, 70))
+        check(peak < rss_limit(dflt, m.shards, base_rss, 70), "zring RSS %d KiB with 20 stalled uploads and the "
+              "50 downloads (limit %d)", peak, rss_limit(dflt, m.shards, base_rss, 70))
         check(sent < (1 << 30), "1 GiB accepted without the servers reading: no back-pressure")
 
         # 3. they all go away (unread data -> RST)

@@ -132,6 +132,15 @@ _SANITIZER = re.compile(r"ERROR: (Address|Leak|Memory)Sanitizer|WARNING: ThreadS
                         r"runtime error: ")
 
 
+def zring_defaults(zring):
+    """zring's option defaults as its --help states them ("--conn-buf": 2097152, ...),
+    so tests bound memory by the binary's own numbers, not copies of them."""
+    import subprocess
+    out = subprocess.run([zring, "--help"], capture_output=True, text=True).stdout
+    return {m.group(1): int(m.group(2))
+            for m in re.finditer(r"^\s+(--[\w-]+) .*\(default (\d+)\)", out, re.M)}
+
+
 def sanitizer_reports(logdir):
     """'sanitizer report in file: first report line' for every process log in logdir with one
     (a zring built with ASan/UBSan reports there, also while it shuts down, after the
@@ -400,6 +409,7 @@ class Mesh:
         self.srv_b = ztdata_server(ctx, self.ep_b, "ep-b")
         self.srv_c = ztdata_server(ctx, self.ep_c, "ep-c") if with_c else None
         self.client.install_capture()
+        self.shards = shards
         self.zring = start_zring(ctx, self.client, self.config, shards=shards,
                                  log_level=log_level, env=env, args=zring_args)
 
