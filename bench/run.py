@@ -915,7 +915,7 @@ def report(env, configs, allres, cmdline, started, info, stamp):
              "client ns, iperf3 -s and the zbench echo server in the server ns. Every (path, repetition) "
              "starts from fresh namespaces, servers and proxies; repetitions are interleaved across paths. "
              "zring runs `--shards 1` (one shard thread; it also has a control thread, idle here); each HAProxy "
-             "`nbthread 1`, `tune.bufsize 1048576`%s." % (
+             "`nbthread 1`, `tune.bufsize 1044480`%s." % (
                  NS_C, IP_C, a.mtu or 1500, NS_S, IP_S,
                  "; each nghttpx `-n 1 --single-process`, h2 windows %d KiB per stream / %d MiB per connection, "
                  "`--backend-connections-per-host=20000`; the zconnect helpers are single-threaded; every process "
