@@ -185,7 +185,7 @@ static void arm_recv(struct zt_shard *s, struct zt_conn *c, int dir)
 	}
 	/* At most the room left under the cap: what a direction holds never
 	 * exceeds conn_buf_cap (dir_progress arms only with enough room). */
-	io_uring_prep_recv(sqe, c->fd[dir], NULL, zt_shard_recv_room(s, d->q.bytes), 0);
+	io_uring_prep_recv(sqe, c->fd[dir], NULL, zt_shard_recv_room(s, &d->q), 0);
 	sqe->flags |= IOSQE_BUFFER_SELECT;
 	sqe->buf_group = ZT_BUF_GROUP;
 	io_uring_sqe_set_data(sqe, &d->recv_op);
@@ -224,7 +224,7 @@ static void dir_progress(struct zt_shard *s, struct zt_conn *c, int dir)
 		shutdown(c->fd[!dir], SHUT_WR);
 		d->shut = true;
 	}
-	if (!d->eof && !d->recv_armed && !d->starved && zt_shard_recv_room(s, d->q.bytes))
+	if (!d->eof && !d->recv_armed && !d->starved && zt_shard_recv_room(s, &d->q))
 		arm_recv(s, c, dir);
 	if (c->d[0].shut && c->d[1].shut) {
 		c->state = ZT_CONN_CLOSING; /* the caller's maybe_finish frees it */

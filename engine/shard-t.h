@@ -73,6 +73,7 @@ struct zt_shard_msg {
  * (spill.h) that later bytes are appended to until it drains. */
 struct zt_bufq {
 	uint16_t head, tail;     /* buffer ids, ZT_BID_NONE when empty */
+	uint16_t nbufs;          /* provided buffers held (0 while spilled) */
 	uint32_t off;            /* bytes of the head buffer already taken */
 	uint32_t bytes;          /* bytes queued */
 	struct zt_spill *spill;  /* non-NULL: the bytes are here, not in buffers */
@@ -181,15 +182,22 @@ void zt_conn_complete(struct zt_shard *s, struct zt_op *op, struct io_uring_cqe 
  * with fewer the shard reclaims buffers from stalled connections instead). */
 #define ZT_REARM_MIN_FREE 8u
 void zt_conn_rearm_starved(struct zt_shard *s);
-/* How much a connection holding `held` unsent bytes may receive next: the
- * room under conn_buf_cap, but 0 (do not read yet) while that room is smaller
- * than a quarter of the cap or a buffer, whichever is less, so reads stay
- * large when a slow reader keeps a connection near its cap. */
-static inline uint32_t zt_shard_recv_room(const struct zt_shard *s, uint32_t held)
+/* How much a direction holding queue q may receive next: the room under
+ * conn_buf_cap, but 0 (do not read yet) while that room is smaller than a
+ * quarter of the cap or a buffer, whichever is less, so reads stay large when
+ * a slow reader keeps a connection near its cap; 0 as well while q holds as
+ * many provided buffers as the cap has room for whole ones (at least one).
+ * A receive takes a whole buffer however little it reads, so without the
+ * second rule a direction fed in small pieces could hold most of the shard's
+ * pool under its byte cap: the client side of the bench's plain pair had all
+ * 16 buffers resident after 3 s, HAProxy one per direction (bench/RESULTS.md,
+ * 2026-11-26 11:00). */
+static inline uint32_t zt_shard_recv_room(const struct zt_shard *s, const struct zt_bufq *q)
 {
-	uint32_t cap = s->rt->opts.conn_buf_cap;
+	uint32_t cap = s->rt->opts.conn_buf_cap, held = q->bytes;
 	uint32_t min = cap / 4 < s->buf_size ? cap / 4 : s->buf_size;
-	if (held >= cap || cap - held < (min ? min : 1))
+	uint32_t whole = cap / s->buf_size ? cap / s->buf_size : 1;
+	if (held >= cap || cap - held < (min ? min : 1) || q->nbufs >= whole)
 		return 0;
 	return cap - held;
 }

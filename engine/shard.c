@@ -97,6 +97,7 @@ bool zt_bufq_push(struct zt_shard *s, struct zt_bufq *q, uint16_t b, uint32_t le
 	}
 	s->buf_len[b] = len;
 	s->buf_next[b] = ZT_BID_NONE;
+	q->nbufs++;
 	if (q->tail == ZT_BID_NONE)
 		q->head = b;
 	else
@@ -137,6 +138,7 @@ void zt_bufq_consume(struct zt_shard *s, struct zt_bufq *q, uint32_t n)
 			if (q->head == ZT_BID_NONE)
 				q->tail = ZT_BID_NONE;
 			q->off = 0;
+			q->nbufs--;
 			zt_shard_buf_return(s, b);
 		}
 	}
@@ -156,6 +158,7 @@ bool zt_bufq_spill(struct zt_shard *s, struct zt_bufq *q)
 		zt_shard_buf_return(s, b);
 	}
 	q->tail = ZT_BID_NONE;
+	q->nbufs = 0;
 	atomic_fetch_add_explicit(&s->stats.spills, 1, memory_order_relaxed);
 	return true;
 }

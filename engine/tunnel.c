@@ -600,7 +600,7 @@ static void tun_check_done(struct zt_shard *s, struct tun *t)
 
 static void tun_arm_recv(struct zt_shard *s, struct tun *t)
 {
-	uint32_t room = zt_shard_recv_room(s, t->q.bytes);
+	uint32_t room = zt_shard_recv_room(s, &t->q);
 	if (t->recv_armed || t->sock_eof || t->starved || t->state != T_OPEN || !room)
 		return;
 	if (arm_recv_fd(s, t->fd, &t->recv_op, room)) {

@@ -230,6 +230,52 @@ static void test_buffers_reused_warm(void)
 	close_all(&e, &up, 1);
 }
 
+/* A direction fed in small pieces while its reader is stalled holds at most as
+ * many buffers as the cap has room for whole ones (here 4), not one per piece
+ * up to the byte cap: each receive takes a whole buffer. */
+static void test_small_pieces_hold_few_buffers(void)
+{
+	struct env e;
+	env_init(&e, 65536, 64, 262144);
+	int cl, sv;
+	struct zt_conn *c = relay(&e, &cl, &sv);
+	int small = 4096; /* the kernel's buffers towards the server fill at once */
+	setsockopt(c->fd[1], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+	setsockopt(sv, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	struct flow up = {.wfd = cl, .rfd = -1, .n = 1 << 20, .seed = 5};
+	uint32_t max_nbufs = 0, max_q = 0;
+	for (int i = 0; i < 3000; i++) {
+		uint8_t buf[100];
+		for (size_t k = 0; k < sizeof(buf); k++)
+			buf[k] = pattern(up.wrote + k, 5);
+		ssize_t w = send(cl, buf, sizeof(buf), MSG_NOSIGNAL);
+		if (w > 0)
+			up.wrote += (uint64_t)w;
+		step(&e);
+		if (c->d[0].q.nbufs > max_nbufs)
+			max_nbufs = c->d[0].q.nbufs;
+		if (c->d[0].q.bytes > max_q)
+			max_q = c->d[0].q.bytes;
+	}
+	printf("small pieces: client wrote %llu bytes in 100-byte sends, relay held at most %u buffers (%u bytes), "
+	       "%u of %u buffers free\n", (unsigned long long)up.wrote, max_nbufs, max_q, e.s->bufs_free,
+	       e.s->buf_count);
+	CHECK(max_nbufs >= 2);               /* pieces did queue up behind the stalled server */
+	CHECK(max_nbufs <= 4);               /* 262144 / 65536 */
+	CHECK(max_q < 262144);               /* far below the byte cap */
+	CHECK(!c->d[0].recv_armed);          /* reads pause on the buffer count */
+	CHECK(e.s->bufs_free >= 64 - 4);
+	/* the server reads: every byte arrives, in order */
+	up.n = up.wrote;
+	up.rfd = sv;
+	for (int i = 0; i < 400000 && up.read < up.n; i++) {
+		step(&e);
+		flow_io(&up);
+	}
+	CHECK(up.read == up.n && !up.bad);
+	close_all(&e, &up, 1);
+}
+
 static void test_backpressure_bounded(void)
 {
 	struct env e;
@@ -397,6 +443,8 @@ int main(void)
 	test_both_ways_and_half_close();
 	fprintf(stderr, "relay_test: %s\n", "buffers_reused_warm");
 	test_buffers_reused_warm();
+	fprintf(stderr, "relay_test: %s\n", "small_pieces_hold_few_buffers");
+	test_small_pieces_hold_few_buffers();
 	fprintf(stderr, "relay_test: %s\n", "backpressure_bounded");
 	test_backpressure_bounded();
 	fprintf(stderr, "relay_test: %s\n", "reset_propagates");
