@@ -191,7 +191,7 @@ void zt_conn_rearm_starved(struct zt_shard *s);
  * second rule a direction fed in small pieces could hold most of the shard's
  * pool under its byte cap: the client side of the bench's plain pair had all
  * 16 buffers resident after 3 s, HAProxy one per direction (bench/RESULTS.md,
- * 2026-11-26 11:00). */
+ * 2026-11-26 11:01). */
 static inline uint32_t zt_shard_recv_room(const struct zt_shard *s, const struct zt_bufq *q)
 {
 	uint32_t cap = s->rt->opts.conn_buf_cap, held = q->bytes;
