@@ -198,6 +198,19 @@ static void close_all(struct env *e, struct flow *f, int n)
 	env_free(e);
 }
 
+/* A held-back flow's reader starts reading (from rfd): every byte must arrive,
+ * in order; then close and check the shard is back to rest. */
+static void read_all_and_close(struct env *e, struct flow *f, int rfd)
+{
+	f->rfd = rfd;
+	for (int i = 0; i < 400000 && f->read < f->n; i++) {
+		step(e);
+		flow_io(f);
+	}
+	CHECK(f->read == f->n && !f->bad);
+	close_all(e, f, 1);
+}
+
 /* Buffer reuse: the ring holds only a few free buffers and is refilled with
  * the most recently returned ones, so one busy flow keeps reusing the same
  * few (cache-warm, and the rest never get memory). With a FIFO ring of all
@@ -267,13 +280,7 @@ static void test_small_pieces_hold_few_buffers(void)
 	CHECK(e.s->bufs_free >= 64 - 4);
 	/* the server reads: every byte arrives, in order */
 	up.n = up.wrote;
-	up.rfd = sv;
-	for (int i = 0; i < 400000 && up.read < up.n; i++) {
-		step(&e);
-		flow_io(&up);
-	}
-	CHECK(up.read == up.n && !up.bad);
-	close_all(&e, &up, 1);
+	read_all_and_close(&e, &up, sv);
 }
 
 static void test_backpressure_bounded(void)
@@ -308,13 +315,7 @@ static void test_backpressure_bounded(void)
 	CHECK(max_q <= 65536);                   /* never above the cap: recvs are sized to the room left */
 	CHECK(!c->d[0].recv_armed);              /* reads are paused */
 	/* now the server reads everything: all bytes arrive, in order */
-	up.rfd = sv;
-	for (int i = 0; i < 400000 && up.read < up.n; i++) {
-		step(&e);
-		flow_io(&up);
-	}
-	CHECK(up.read == up.n && !up.bad);
-	close_all(&e, &up, 1);
+	read_all_and_close(&e, &up, sv);
 }
 
 static void test_reset_propagates(void)
