@@ -23,9 +23,9 @@
 /* Free buffers kept in the ring while receives find enough of them there
  * (buf_top_up): few, so the ones reused are still in cache. One: with at
  * most two buffers held per direction (zt_shard_recv_room) a busy relay then
- * cycles through three, where four in the ring made it seven (plain pair,
+ * cycles through about three, where four in the ring made it six (plain pair,
  * split: 10.88 -> 11.36 Gbit/s, HBONE pair 7.03 -> 7.48; bench/RESULTS.md,
- * 2026-11-26 11:40). The target doubles while receives find the ring empty. */
+ * 2026-11-26 11:47). The target doubles while receives find the ring empty. */
 #define RING_TARGET_MIN 1u
 
 static void buf_top_up(struct zt_shard *s);
