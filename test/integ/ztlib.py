@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -135,7 +136,6 @@ _SANITIZER = re.compile(r"ERROR: (Address|Leak|Memory)Sanitizer|WARNING: ThreadS
 def zring_defaults(zring):
     """zring's option defaults as its --help states them ("--conn-buf": 2097152, ...),
     so tests bound memory by the binary's own numbers, not copies of them."""
-    import subprocess
     out = subprocess.run([zring, "--help"], capture_output=True, text=True).stdout
     return {m.group(1): int(m.group(2))
             for m in re.finditer(r"^\s+(--[\w-]+) .*\(default (\d+)\)", out, re.M)}
