@@ -185,9 +185,7 @@ static void arm_recv(struct zt_shard *s, struct zt_conn *c, int dir)
 	}
 	/* At most the room left under the cap: what a direction holds never
 	 * exceeds conn_buf_cap (dir_progress arms only with enough room). */
-	io_uring_prep_recv(sqe, c->fd[dir], NULL, zt_shard_recv_room(s, &d->q), 0);
-	sqe->flags |= IOSQE_BUFFER_SELECT;
-	sqe->buf_group = ZT_BUF_GROUP;
+	zt_prep_buf_recv(sqe, c->fd[dir], zt_shard_recv_room(s, &d->q), d->drained);
 	io_uring_sqe_set_data(sqe, &d->recv_op);
 	d->recv_armed = true;
 	c->inflight++;
@@ -285,6 +283,7 @@ static void on_recv(struct zt_shard *s, struct zt_conn *c, int dir, struct io_ur
 {
 	struct zt_dir *d = &c->d[dir];
 	d->recv_armed = false;
+	d->drained = zt_recv_drained(cqe);
 	if (cqe->res > 0) {
 		uint16_t b = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
 		if (c->state != ZT_CONN_RELAYING) {

@@ -118,6 +118,7 @@ struct tun {
 	/* socket -> stream */
 	struct zt_bufq q;
 	bool recv_armed, sock_eof, fin_sent, starved;
+	bool drained; /* the last recv left fd empty */
 	/* stream -> socket */
 	struct chunk *c_head, *c_tail;
 	uint32_t c_bytes;      /* bytes in the chunks, not yet sent */
@@ -295,14 +296,12 @@ static void cancel_fd(struct zt_shard *s, int fd)
 }
 
 /* A recv into a provided buffer of at most `len` bytes (0: a whole buffer). */
-static bool arm_recv_fd(struct zt_shard *s, int fd, struct zt_op *op, uint32_t len)
+static bool arm_recv_fd(struct zt_shard *s, int fd, struct zt_op *op, uint32_t len, bool drained)
 {
 	struct io_uring_sqe *sqe = zt_shard_sqe(s);
 	if (!sqe)
 		return false;
-	io_uring_prep_recv(sqe, fd, NULL, len, 0);
-	sqe->flags |= IOSQE_BUFFER_SELECT;
-	sqe->buf_group = ZT_BUF_GROUP;
+	zt_prep_buf_recv(sqe, fd, len, drained);
 	io_uring_sqe_set_data(sqe, op);
 	return true;
 }
@@ -425,7 +424,7 @@ static void hc_arm_recv(struct hconn *hc)
 		return;
 	struct zt_shard *s = hc->s;
 	if (!s->rt->uring.multishot_recv) {
-		if (!arm_recv_fd(s, hc->fd, &hc->recv_op, 0))
+		if (!arm_recv_fd(s, hc->fd, &hc->recv_op, 0, false))
 			return;
 	} else {
 		struct io_uring_sqe *sqe = zt_shard_sqe(s);
@@ -603,7 +602,7 @@ static void tun_arm_recv(struct zt_shard *s, struct tun *t)
 	uint32_t room = zt_shard_recv_room(s, &t->q);
 	if (t->recv_armed || t->sock_eof || t->starved || t->state != T_OPEN || !room)
 		return;
-	if (arm_recv_fd(s, t->fd, &t->recv_op, room)) {
+	if (arm_recv_fd(s, t->fd, &t->recv_op, room, t->drained)) {
 		t->recv_armed = true;
 		t->inflight++;
 	}
@@ -1223,6 +1222,7 @@ void zt_tun_complete(struct zt_shard *s, struct zt_op *op, struct io_uring_cqe *
 		t = OF(struct tun, op, recv_op);
 		t->inflight--;
 		t->recv_armed = false;
+		t->drained = zt_recv_drained(cqe);
 		if (cqe->res > 0) {
 			uint16_t b = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
 			if (t->state != T_OPEN) {
