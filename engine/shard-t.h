@@ -207,7 +207,8 @@ static inline uint32_t zt_shard_recv_room(const struct zt_shard *s, const struct
  * provided buffers. drained: the last recv on fd left it empty
  * (zt_recv_drained), so the kernel waits for data before trying rather than
  * trying, failing and then waiting: one failed recvmsg less per message on
- * request/response traffic (about 0.3 us per hop, bench/RESULTS.md). */
+ * request/response traffic (about 0.3 us per hop, bench/RESULTS.md). The
+ * flag and the CQE's SOCK_NONEMPTY hint are 5.19, like provided buffer rings. */
 static inline void zt_prep_buf_recv(struct io_uring_sqe *sqe, int fd, uint32_t len, bool drained)
 {
 	io_uring_prep_recv(sqe, fd, NULL, len, 0);
