@@ -16,7 +16,8 @@
  * Why single-shot recv and not multishot: a multishot recv posts a burst of
  * completions before a cancel can land; measured in relay_test it held 1.6 MB
  * against a 64 KiB cap, so one slow reader could take a shard's whole buffer
- * ring. Accepts stay multishot. FIN becomes
+ * ring. Accepts stay multishot. A recv that follows one which emptied the
+ * socket waits for data before trying (zt_prep_buf_recv). FIN becomes
  * shutdown(SHUT_WR) on the other socket; a reset on one side becomes a reset
  * (SO_LINGER 0 close) on the other.
  *
