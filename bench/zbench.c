@@ -2,8 +2,10 @@
  *
  *   zbench server   -p PORT [-b ADDR] [-t THREADS]
  *       Echo server: every byte received is sent back; closes when the peer closes.
- *   zbench pingpong -c ADDR:PORT -s SIZE [-n COUNT] [-d SECONDS] [-w WARMUP]
- *       One connection; send SIZE bytes, wait for SIZE bytes back, repeat.
+ *   zbench pingpong -c ADDR:PORT -s SIZE [-n COUNT] [-d SECONDS] [-w WARMUP] [-r RATE]
+ *       One connection; send SIZE bytes, wait for SIZE bytes back, repeat, at most
+ *       RATE round trips per second if given (a round trip starts 1/RATE s after
+ *       the previous one started, or at once when that is past: no bursts).
  *       Prints one JSON line with round-trip percentiles in microseconds.
  *   zbench connrate -c ADDR:PORT [-s SIZE] [-C CONCURRENCY] [-n COUNT] [-d SECONDS]
  *       CONCURRENCY loops, each: connect, send SIZE bytes, read SIZE bytes, close.
@@ -242,20 +244,21 @@ static int cmd_pingpong(int argc, char **argv)
 {
     const char *target = NULL;
     size_t size = 1, count = 100000, warmup = 200;
-    double dur = 5;
+    double dur = 5, rate = 0;
     int opt;
-    while ((opt = getopt(argc, argv, "c:s:n:d:w:")) != -1) {
+    while ((opt = getopt(argc, argv, "c:s:n:d:w:r:")) != -1) {
         switch (opt) {
         case 'c': target = optarg; break;
         case 's': size = strtoul(optarg, NULL, 0); break;
         case 'n': count = strtoul(optarg, NULL, 0); break;
         case 'd': dur = atof(optarg); break;
         case 'w': warmup = strtoul(optarg, NULL, 0); break;
+        case 'r': rate = atof(optarg); break;
         default: return 1;
         }
     }
     struct sockaddr_in sa;
-    if (!target || parse_addr(target, &sa) < 0 || size == 0 || count == 0) {
+    if (!target || parse_addr(target, &sa) < 0 || size == 0 || count == 0 || rate < 0) {
         fprintf(stderr, "pingpong: bad arguments\n");
         return 1;
     }
@@ -268,7 +271,17 @@ static int cmd_pingpong(int argc, char **argv)
             die("pingpong warmup");
     size_t n = 0;
     double t0 = now_s(), deadline = t0 + dur;
+    uint64_t gap = rate > 0 ? (uint64_t)(1e9 / rate) : 0, next = now_ns();
     while (n < count) {
+        if (gap) {
+            uint64_t t = now_ns();
+            if (next > t) {
+                struct timespec ts = {(time_t)((next - t) / 1000000000u), (long)((next - t) % 1000000000u)};
+                nanosleep(&ts, NULL);
+            }
+            t = now_ns();
+            next = (next > t ? next : t) + gap;
+        }
         uint64_t a = now_ns();
         if (xfer_all(fd, buf, size, 1) < 0 || xfer_all(fd, buf, size, 0) < 0)
             die("pingpong");
