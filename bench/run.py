@@ -18,6 +18,7 @@ Paths ("configs"):
                   mTLS 1.3 + HTTP/2 CONNECT to 10.77.0.2:15008, one CA root (--ca-cert/--ca-key)
     zring-poll, zring-pair-poll, zring-hbone-poll
                   the same three zring paths with --busy-poll 50 (not in the default set)
+    zring-replies zring, 1 proxy, --busy-poll 50 --busy-poll-mode replies (not in the default set)
     nghttpx-pair  HTTP/2 CONNECT over mTLS with nghttpx: zconnect shim (captured TCP -> HTTP/1
                   CONNECT) -> nghttpx -s (h2+TLS backend, client cert) -> :15008 nghttpx -s
                   (verify-client) -> zconnect terminator (HTTP/1 CONNECT -> TCP)
@@ -73,7 +74,7 @@ ZRING_CONFIG = ZRING_CONFIG_T % {"c": "10.77.0.1", "s": "10.77.0.2", "proto": "T
 ZRING_HBONE_CONFIG = ZRING_CONFIG_T % {"c": "10.77.0.1", "s": "10.77.0.2", "proto": "HBONE"}
 HBONE_PORT = 15008
 
-ALL_CONFIGS = ["direct", "zring", "zring-log", "zring-buf256k", "zring-poll", "haproxy1", "zring-pair",
+ALL_CONFIGS = ["direct", "zring", "zring-log", "zring-buf256k", "zring-poll", "zring-replies", "haproxy1", "zring-pair",
                "zring-pair-poll", "haproxy-pair", "haproxy-mtls", "zring-hbone", "zring-hbone-poll",
                "nghttpx-pair", "connect-pair"]
 # --busy-poll of the *-poll paths (microseconds).
@@ -81,12 +82,14 @@ BUSY_POLL_US = 50
 DEFAULT_CONFIGS = ["direct", "zring", "zring-log", "haproxy1", "zring-pair", "haproxy-pair"]
 # --hbone adds these (issue 4: zring's HBONE against the two mTLS peers).
 HBONE_CONFIGS = ["zring-hbone", "haproxy-mtls", "nghttpx-pair"]
-PROXIES = {"direct": 0, "zring": 1, "zring-log": 1, "zring-buf256k": 1, "zring-poll": 1, "haproxy1": 1,
+PROXIES = {"direct": 0, "zring": 1, "zring-log": 1, "zring-buf256k": 1, "zring-poll": 1, "zring-replies": 1,
+           "haproxy1": 1,
            "zring-pair": 2, "zring-pair-poll": 2, "haproxy-pair": 2, "haproxy-mtls": 2, "zring-hbone": 2,
            "zring-hbone-poll": 2, "nghttpx-pair": 2, "connect-pair": 2}
 # HAProxy path with the same number of proxies, for the "x HAProxy (same count)" column
 # (for the tunnelled paths: the HAProxy mTLS pair).
 SAME_COUNT_PEER = {"zring": "haproxy1", "zring-log": "haproxy1", "zring-buf256k": "haproxy1", "zring-poll": "haproxy1",
+                   "zring-replies": "haproxy1",
                    "zring-pair": "haproxy-pair", "zring-pair-poll": "haproxy-pair",
                    "zring-hbone": "haproxy-mtls", "zring-hbone-poll": "haproxy-mtls",
                    "nghttpx-pair": "haproxy-mtls", "connect-pair": "haproxy-pair"}
@@ -100,6 +103,8 @@ DESCR = {
     "zring-buf256k": "zring, 1 proxy, `--buf-size 262144 --buf-count 64 --conn-buf 524288` (the defaults "
                      "until 2026-11-26 08:35; now 1 MiB x 16 and 2 MiB)",
     "zring-poll": "zring, 1 proxy, `--busy-poll %d`" % BUSY_POLL_US,
+    "zring-replies": "zring, 1 proxy, `--busy-poll %d --busy-poll-mode replies` (polls only after "
+                     "forwarding a request)" % BUSY_POLL_US,
     "zring-pair-poll": "zring pair, both `--busy-poll %d`" % BUSY_POLL_US,
     "zring-hbone-poll": "zring HBONE pair, both `--busy-poll %d`" % BUSY_POLL_US,
     "haproxy1": "HAProxy, 1 proxy (client ns), plain TCP",
@@ -366,6 +371,10 @@ class Trial:
     def setup_zring_poll(self):
         self._capture_out(15001, ["-m", "mark", "!", "--mark", ZRING_MARK])
         self._zring(NS_C, "zring-out-poll", False, self.POLL)
+
+    def setup_zring_replies(self):
+        self._capture_out(15001, ["-m", "mark", "!", "--mark", ZRING_MARK])
+        self._zring(NS_C, "zring-out-replies", False, self.POLL + ["--busy-poll-mode", "replies"])
 
     def setup_zring_pair_poll(self):
         self.setup_zring_pair(self.POLL)
@@ -657,13 +666,18 @@ def m_perf_tput(t, secs, label):
     return gbps, results
 
 
-def m_lat(t, size, secs):
+def m_lat(t, size, secs, rate=0):
     e = t.env
     cmd = [e.zbench, "pingpong", "-c", "%s:%d" % (IP_S, PORT_ECHO), "-s", str(size), "-d", str(secs),
-           "-n", "2000000", "-w", "500"]
+           "-n", "2000000", "-w", "500"] + (["-r", str(rate)] if rate else [])
     COMMANDS["latency %dB" % size] = "ip netns exec %s %s" % (NS_C, shlex.join(cmd))
+    p0, w0 = t.proxy_cpu_secs(), time.monotonic()
     j = json.loads(sh(e.pin(cmd), ns=NS_C, timeout=secs + 30))
+    p1, w1 = t.proxy_cpu_secs(), time.monotonic()
     t.check_alive()
+    # The proxies' CPU over the run (warm-up included, a few ms), per round trip.
+    j["proxy_cpu_frac"] = (p1 - p0) / (w1 - w0)
+    j["proxy_cpu_us_per_rt"] = (p1 - p0) * 1e6 / j["samples"] if t.proxies and j["samples"] else None
     return j
 
 
@@ -1061,11 +1075,13 @@ def report_placement(env, configs, res, pl):
     if "lat" in a.metrics:
         L += ["### Request/response latency (zbench pingpong, one connection, µs)", "",
               "%d runs × %d s per size; TCP_NODELAY; N bytes sent, the same N bytes echoed back; one sample per "
-              "round trip. Cells: median of the per-run percentiles (min–max across runs)." % (
-                  a.runs, a.lat_secs), "",
+              "round trip%s. Cells: median of the per-run percentiles (min–max across runs). Proxy CPU: "
+              "all proxy processes over the run, per round trip." % (
+                  a.runs, a.lat_secs, "; at most %d round trips per second (`-r %d`)" % (a.lat_rate, a.lat_rate)
+                  if a.lat_rate else ", back to back"), "",
               "| path | size | p50 | p99 | p50 ×direct | p99 ×direct | p99 ×HAProxy pair | p99 ×HAProxy same | "
-              "round trips/s |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "round trips/s | proxy CPU µs per round trip |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
         for size in a.sizes:
             key = "lat%d" % size
             g50, g99 = med_of(key, "p50_us"), med_of(key, "p99_us")
@@ -1076,10 +1092,12 @@ def report_placement(env, configs, res, pl):
                 p50 = stat([r["p50_us"] for r in runs])
                 p99 = stat([r["p99_us"] for r in runs])
                 rps = stat([r["rtt_per_s"] for r in runs])
+                cpu = [r["proxy_cpu_us_per_rt"] for r in runs if r.get("proxy_cpu_us_per_rt")]
                 r50, r99 = ratios(c, g50), ratios(c, g99)
-                L.append("| %s | %d B | **%s** (%s–%s) | **%s** (%s–%s) | %s | %s | %s | %s | %s |" % (
+                L.append("| %s | %d B | **%s** (%s–%s) | **%s** (%s–%s) | %s | %s | %s | %s | %s | %s |" % (
                     c, size, fmt(p50[0], 1), fmt(p50[1], 1), fmt(p50[2], 1), fmt(p99[0], 1), fmt(p99[1], 1),
-                    fmt(p99[2], 1), r50[0], r99[0], r99[1], r99[2], fmt(rps[0], 0)))
+                    fmt(p99[2], 1), r50[0], r99[0], r99[1], r99[2], fmt(rps[0], 0),
+                    fmt(stat(cpu)[0], 1) if cpu else "—"))
         L.append("")
 
     if "conn" in a.metrics:
@@ -1279,6 +1297,9 @@ def main():
     ap.add_argument("--tput-secs", type=int, help="iperf3 seconds per run (default 8; quick 3)")
     ap.add_argument("--reverse", action="store_true", help="also measure iperf3 -R")
     ap.add_argument("--lat-secs", type=int, help="seconds per latency run (default 4; quick 2)")
+    ap.add_argument("--lat-rate", type=int, default=0,
+                    help="latency runs at most this many round trips per second (zbench pingpong -r; "
+                         "default 0: back to back)")
     ap.add_argument("--sizes", default="1,1024", help="latency message sizes in bytes (default 1,1024)")
     ap.add_argument("--conn-secs", type=int, help="seconds per connection-rate run (default 4; quick 2)")
     ap.add_argument("--conc", type=int, default=16, help="concurrent connection loops (default 16)")
@@ -1431,9 +1452,11 @@ def main():
                     ", %.0f ms/GB" % cpu["cpu_ms_per_gb"] if cpu["cpu_ms_per_gb"] else ""))
         if "lat" in timed:
             for size in a.sizes:
-                j = out["lat%d" % size] = m_lat(t, size, a.lat_secs)
-                log("%s latency %4dB p50 %.1f p99 %.1f us (%d samples)" % (
-                    tag, size, j["p50_us"], j["p99_us"], j["samples"]))
+                j = out["lat%d" % size] = m_lat(t, size, a.lat_secs, a.lat_rate)
+                log("%s latency %4dB p50 %.1f p99 %.1f us (%d samples%s)" % (
+                    tag, size, j["p50_us"], j["p99_us"], j["samples"],
+                    ", proxy CPU %.0f%% of a core, %.1f us per round trip" % (
+                        100 * j["proxy_cpu_frac"], j["proxy_cpu_us_per_rt"]) if j["proxy_cpu_us_per_rt"] else ""))
         if "conn" in timed:
             j = out["conn"] = m_conn(t, a.conn_secs, a.conc)
             log("%s conn/s %.0f (errors %d, unfinished %d, p99 %.0f us, proxy CPU %.0f%%%s)" % (

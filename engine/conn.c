@@ -209,6 +209,7 @@ static void send_head(struct zt_shard *s, struct zt_conn *c, int dir)
 		io_uring_prep_send(sqe, c->fd[!dir], p, n, MSG_NOSIGNAL);
 	}
 	io_uring_sqe_set_data(sqe, &d->send_op);
+	s->expect_reply = dir == 0; /* fd[1] is the upstream */
 	d->send_inflight = true;
 	c->inflight++;
 }

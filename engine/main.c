@@ -40,6 +40,9 @@ static void usage(FILE *f)
 		"                       by zring; the default when wolfSSL allows) or \"wolfssl\"\n"
 		"  --busy-poll US       after handling events, poll up to US microseconds for more\n"
 		"                       before sleeping (spends CPU for latency; default 0 = off)\n"
+		"  --busy-poll-mode M   \"events\": poll after any events (the default); \"replies\":\n"
+		"                       only after forwarding data toward an upstream, which a reply\n"
+		"                       usually follows, and sleep between requests\n"
 		"  --drain-seconds S    drain deadline on SIGTERM   [TERMINATION_GRACE_PERIOD_SECONDS rule]\n"
 		"  --ca-cert F --ca-key F  embedded CA root: loaded if F exists, else generated and\n"
 		"                       saved there (zrings sharing one root trust each other)\n"
@@ -141,7 +144,7 @@ int main(int argc, char **argv)
 		o->inpod_uds = ZT_ZDS_DEFAULT_PATH;
 
 	enum { O_SHARDS = 256, O_NOPIN, O_LOG, O_JSON, O_BUFSZ, O_BUFN, O_CONNBUF, O_CTO, O_DRAIN,
-	       O_OUT, O_IN, O_READY, O_METRICS, O_CACERT, O_CAKEY, O_CERTTTL, O_PODL, O_BUSY, O_TLSREC };
+	       O_OUT, O_IN, O_READY, O_METRICS, O_CACERT, O_CAKEY, O_CERTTTL, O_PODL, O_BUSY, O_BUSYMODE, O_TLSREC };
 	static const struct option lo[] = {
 		{"config", required_argument, NULL, 'c'},
 		{"shards", required_argument, NULL, O_SHARDS},
@@ -162,6 +165,7 @@ int main(int argc, char **argv)
 		{"cert-ttl", required_argument, NULL, O_CERTTTL},
 		{"pod-listeners", required_argument, NULL, O_PODL},
 		{"busy-poll", required_argument, NULL, O_BUSY},
+		{"busy-poll-mode", required_argument, NULL, O_BUSYMODE},
 		{"tls-records", required_argument, NULL, O_TLSREC},
 		{"help", no_argument, NULL, 'h'},
 		{0},
@@ -187,6 +191,13 @@ int main(int argc, char **argv)
 		case O_METRICS: r = parse_u32("--metrics-port", optarg, 1, 65535, &v); o->metrics_port = (uint16_t)v; break;
 		case O_CACERT: o->ca_cert_path = optarg; break;
 		case O_CAKEY: o->ca_key_path = optarg; break;
+		case O_BUSYMODE:
+			if (strcmp(optarg, "events") && strcmp(optarg, "replies")) {
+				fprintf(stderr, "zring: --busy-poll-mode: want events or replies\n");
+				return 2;
+			}
+			o->busy_poll_replies = !strcmp(optarg, "replies");
+			break;
 		case O_TLSREC:
 			if (strcmp(optarg, "own") && strcmp(optarg, "wolfssl")) {
 				fprintf(stderr, "zring: --tls-records: want own or wolfssl\n");

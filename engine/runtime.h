@@ -60,6 +60,7 @@ struct zt_engine_opts {
 	const char *ca_cert_path;   /* embedded CA root: load, or generate and save */
 	const char *ca_key_path;
 	uint32_t busy_poll_us;      /* --busy-poll: look for completions this long before sleeping */
+	bool busy_poll_replies;     /* --busy-poll-mode replies: only while a reply is expected */
 };
 
 /* io_uring features, probed once at start by main (zt_uring_probe). */

@@ -138,6 +138,10 @@ struct zt_shard {
 	bool listening;
 	struct zt_shard_pod *pods;
 	unsigned pods_deleting;
+	/* The data this shard forwarded last went toward an upstream (a request,
+	 * so a reply is probably on its way): --busy-poll-mode replies polls only
+	 * then. Set by the relay's and the tunnels' send paths. */
+	bool expect_reply;
 
 	/* Mailbox from the control thread: a mutex on the control path only. */
 	pthread_mutex_t mb_lock;

@@ -775,8 +775,10 @@ static void *shard_main(void *arg)
 			n++;
 		}
 		io_uring_cq_advance(&s->ring, n);
-		/* An idle shard sleeps at once; one that just worked polls. */
-		busy = n ? (uint64_t)rt->opts.busy_poll_us * 1000 : 0;
+		/* An idle shard sleeps at once; one that just worked polls (in
+		 * "replies" mode only while a reply to what it forwarded is due). */
+		busy = n && (!rt->opts.busy_poll_replies || s->expect_reply)
+			       ? (uint64_t)rt->opts.busy_poll_us * 1000 : 0;
 		if (s->pods_deleting)
 			expire_pods(s);
 		zt_tun_tick(s);

@@ -625,6 +625,7 @@ static void tun_push(struct zt_shard *s, struct tun *t)
 			break; /* on_writable resumes */
 		zt_bufq_consume(s, &t->q, (uint32_t)w);
 		t->up += (uint64_t)w;
+		s->expect_reply = t->outbound; /* into the tunnel: a request if outbound */
 		if (t->series) /* outbound: request bytes; inbound: response bytes */
 			atomic_fetch_add_explicit(t->outbound ? &t->series->received : &t->series->sent,
 						  (uint64_t)w, memory_order_relaxed);
@@ -671,6 +672,7 @@ static void tun_send(struct zt_shard *s, struct tun *t)
 		io_uring_prep_sendmsg(sqe, t->fd, &t->smsg, MSG_NOSIGNAL);
 	}
 	io_uring_sqe_set_data(sqe, &t->send_op);
+	s->expect_reply = !t->outbound; /* to the app: a request if inbound */
 	t->send_inflight = true;
 	t->inflight++;
 }

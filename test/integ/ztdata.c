@@ -17,7 +17,8 @@
  *   down      server sends <bytes> of stream(seed) (at <arg> bytes/s if arg > 0),
  *             half-closes; the client verifies them and expects EOF right after
  *   echo      server echoes until EOF, then half-closes; the client sends <bytes>
- *             of stream(seed) while verifying what comes back
+ *             of stream(seed) while verifying what comes back; arg > 0: the
+ *             server waits <arg> us before echoing each piece (a slow upstream)
  *   rst       server sends <bytes> of stream(seed), then closes with RST
  *             (SO_LINGER 0); the client expects ECONNRESET
  *   sink      server reads until EOF or error and logs which (the client-RST test:
@@ -440,6 +441,8 @@ static void *srv_thread(void *arg)
 			if (r < 0)
 				goto fail_io;
 			in += (uint64_t)r;
+			if (xarg)
+				usleep(xarg < 1000000 ? (useconds_t)xarg : 1000000);
 			if (io_send_all(&io, buf, (size_t)r))
 				goto fail_io;
 			out += (uint64_t)r;
