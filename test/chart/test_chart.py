@@ -377,7 +377,8 @@ def test_all_values(t, values_all, defaults):
     # zring's own
     t.eq(ev("ZTUNNEL_WORKER_THREADS"), "4", "all: zring.shards")
     t.eq(c["args"], ["proxy", "ztunnel", "--buf-size=1048576", "--buf-count=512",
-                     "--conn-buf=524288", "--busy-poll=50", "--connect-timeout=3000",
+                     "--conn-buf=524288", "--busy-poll=50", "--busy-poll-mode=replies",
+                     "--connect-timeout=3000",
                      "--ca-cert=/etc/zring/ca/root.pem", "--ca-key=/etc/zring/ca/root-key.pem",
                      "--metrics-port=15020"], "all: args (cpuPinning, buffers, CA, extraArgs)")
     t.eq(ev("LOCAL_XDS_PATH"), "/etc/zring/config/mesh.yaml", "all: LOCAL_XDS_PATH")
@@ -536,6 +537,7 @@ def test_refusals(t):
         ("shards percentage over 100 digits", ["--set", "zring.shards=1x%"]),
         ("unknown zring value", ["--set", "zring.bogus=1"]),
         ("log level", ["--set", "logLevel=verbose"]),
+        ("busy-poll mode", ["--set", "zring.busyPollMode=always"]),
         ("imagePullPolicy", ["--set", "imagePullPolicy=Sometimes"]),
         ("toleration operator", ["--set", "tolerations[0].operator=Maybe"]),
         ("resourceScope", ["--set", "resourceScope=SOME"]),

@@ -160,6 +160,9 @@ and drops them, so the image also runs under Istio's own chart), then zring's fl
 {{- with $z.busyPollMicros }}
 {{- $args = append $args (printf "--busy-poll=%v" (int64 .)) }}
 {{- end }}
+{{- with $z.busyPollMode }}
+{{- $args = append $args (printf "--busy-poll-mode=%s" .) }}
+{{- end }}
 {{- with $z.connectTimeoutMs }}
 {{- $args = append $args (printf "--connect-timeout=%v" (int64 .)) }}
 {{- end }}
