@@ -18,7 +18,9 @@ Paths ("configs"):
                   mTLS 1.3 + HTTP/2 CONNECT to 10.77.0.2:15008, one CA root (--ca-cert/--ca-key)
     zring-poll, zring-pair-poll, zring-hbone-poll
                   the same three zring paths with --busy-poll 50 (not in the default set)
-    zring-replies zring, 1 proxy, --busy-poll 50 --busy-poll-mode replies (not in the default set)
+    zring-replies, zring-pair-replies, zring-hbone-replies
+                  the same three zring paths with --busy-poll 50 --busy-poll-mode replies
+                  (not in the default set)
     nghttpx-pair  HTTP/2 CONNECT over mTLS with nghttpx: zconnect shim (captured TCP -> HTTP/1
                   CONNECT) -> nghttpx -s (h2+TLS backend, client cert) -> :15008 nghttpx -s
                   (verify-client) -> zconnect terminator (HTTP/1 CONNECT -> TCP)
@@ -75,7 +77,8 @@ ZRING_HBONE_CONFIG = ZRING_CONFIG_T % {"c": "10.77.0.1", "s": "10.77.0.2", "prot
 HBONE_PORT = 15008
 
 ALL_CONFIGS = ["direct", "zring", "zring-log", "zring-buf256k", "zring-poll", "zring-replies", "haproxy1", "zring-pair",
-               "zring-pair-poll", "haproxy-pair", "haproxy-mtls", "zring-hbone", "zring-hbone-poll",
+               "zring-pair-poll", "zring-pair-replies", "haproxy-pair", "haproxy-mtls", "zring-hbone",
+               "zring-hbone-poll", "zring-hbone-replies",
                "nghttpx-pair", "connect-pair"]
 # --busy-poll of the *-poll paths (microseconds).
 BUSY_POLL_US = 50
@@ -84,17 +87,21 @@ DEFAULT_CONFIGS = ["direct", "zring", "zring-log", "haproxy1", "zring-pair", "ha
 HBONE_CONFIGS = ["zring-hbone", "haproxy-mtls", "nghttpx-pair"]
 PROXIES = {"direct": 0, "zring": 1, "zring-log": 1, "zring-buf256k": 1, "zring-poll": 1, "zring-replies": 1,
            "haproxy1": 1,
-           "zring-pair": 2, "zring-pair-poll": 2, "haproxy-pair": 2, "haproxy-mtls": 2, "zring-hbone": 2,
-           "zring-hbone-poll": 2, "nghttpx-pair": 2, "connect-pair": 2}
+           "zring-pair": 2, "zring-pair-poll": 2, "zring-pair-replies": 2, "haproxy-pair": 2,
+           "haproxy-mtls": 2, "zring-hbone": 2, "zring-hbone-poll": 2, "zring-hbone-replies": 2,
+           "nghttpx-pair": 2, "connect-pair": 2}
 # HAProxy path with the same number of proxies, for the "x HAProxy (same count)" column
 # (for the tunnelled paths: the HAProxy mTLS pair).
 SAME_COUNT_PEER = {"zring": "haproxy1", "zring-log": "haproxy1", "zring-buf256k": "haproxy1", "zring-poll": "haproxy1",
                    "zring-replies": "haproxy1",
                    "zring-pair": "haproxy-pair", "zring-pair-poll": "haproxy-pair",
+                   "zring-pair-replies": "haproxy-pair",
                    "zring-hbone": "haproxy-mtls", "zring-hbone-poll": "haproxy-mtls",
+                   "zring-hbone-replies": "haproxy-mtls",
                    "nghttpx-pair": "haproxy-mtls", "connect-pair": "haproxy-pair"}
 # Paths that must carry every connection over a tunnel port: checked once per trial setup.
-TUNNEL_PORT = {"zring-hbone": HBONE_PORT, "zring-hbone-poll": HBONE_PORT, "nghttpx-pair": HBONE_PORT,
+TUNNEL_PORT = {"zring-hbone": HBONE_PORT, "zring-hbone-poll": HBONE_PORT, "zring-hbone-replies": HBONE_PORT,
+               "nghttpx-pair": HBONE_PORT,
                "haproxy-mtls": 15108}
 DESCR = {
     "direct": "direct TCP (no proxy)",
@@ -107,6 +114,8 @@ DESCR = {
                      "forwarding a request)" % BUSY_POLL_US,
     "zring-pair-poll": "zring pair, both `--busy-poll %d`" % BUSY_POLL_US,
     "zring-hbone-poll": "zring HBONE pair, both `--busy-poll %d`" % BUSY_POLL_US,
+    "zring-pair-replies": "zring pair, both `--busy-poll %d --busy-poll-mode replies`" % BUSY_POLL_US,
+    "zring-hbone-replies": "zring HBONE pair, both `--busy-poll %d --busy-poll-mode replies`" % BUSY_POLL_US,
     "haproxy1": "HAProxy, 1 proxy (client ns), plain TCP",
     "zring-pair": "zring pair: outbound 15001 (client ns) + inbound 15006 (server ns)",
     "haproxy-pair": "HAProxy pair, plain TCP (client ns + server ns)",
@@ -372,9 +381,17 @@ class Trial:
         self._capture_out(15001, ["-m", "mark", "!", "--mark", ZRING_MARK])
         self._zring(NS_C, "zring-out-poll", False, self.POLL)
 
+    REPLIES = POLL + ["--busy-poll-mode", "replies"]
+
     def setup_zring_replies(self):
         self._capture_out(15001, ["-m", "mark", "!", "--mark", ZRING_MARK])
-        self._zring(NS_C, "zring-out-replies", False, self.POLL + ["--busy-poll-mode", "replies"])
+        self._zring(NS_C, "zring-out-replies", False, self.REPLIES)
+
+    def setup_zring_pair_replies(self):
+        self.setup_zring_pair(self.REPLIES)
+
+    def setup_zring_hbone_replies(self):
+        self.setup_zring_hbone(self.REPLIES)
 
     def setup_zring_pair_poll(self):
         self.setup_zring_pair(self.POLL)
@@ -1168,12 +1185,13 @@ RSS_TARGET_KIB = 8.0
 def report_targets(env, configs, allres):
     """The issue-4 targets for zring-hbone, each with a verdict computed from this run's medians."""
     a = env.args
-    paths = [c for c in ("zring-hbone", "zring-hbone-poll") if c in configs]
+    paths = [c for c in ("zring-hbone", "zring-hbone-poll", "zring-hbone-replies") if c in configs]
     L = ["## Issue 4 (HBONE) targets: %s" % ", ".join(paths), "",
          "Medians of this run; the verdict compares the zring path with the target computed from the peer's "
          "median in the same run and placement. `n/a`: a number is missing (path or metric not run). "
          "zring-hbone runs zring's defaults; zring-hbone-poll adds `--busy-poll %d` (CPU spent polling "
-         "for latency, off by default)." % BUSY_POLL_US, "",
+         "for latency, off by default), zring-hbone-replies `--busy-poll %d --busy-poll-mode replies`." % (
+             BUSY_POLL_US, BUSY_POLL_US), "",
          "| placement | target | path | zring | peer | target value | verdict |",
          "|---|---|---|---|---|---|---|"]
 
