@@ -80,7 +80,7 @@ ALL_CONFIGS = ["direct", "zring", "zring-log", "zring-buf256k", "zring-poll", "z
                "zring-pair-poll", "zring-pair-replies", "haproxy-pair", "haproxy-mtls", "zring-hbone",
                "zring-hbone-poll", "zring-hbone-replies",
                "nghttpx-pair", "connect-pair"]
-# --busy-poll of the *-poll paths (microseconds).
+# --busy-poll of the *-poll and *-replies paths (microseconds).
 BUSY_POLL_US = 50
 DEFAULT_CONFIGS = ["direct", "zring", "zring-log", "haproxy1", "zring-pair", "haproxy-pair"]
 # --hbone adds these (issue 4: zring's HBONE against the two mTLS peers).
