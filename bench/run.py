@@ -356,48 +356,43 @@ class Trial:
         sh(rule, ns=NS_S)
         COMMANDS["capture rule, server ns -> %d" % to_port] = "ip netns exec %s %s" % (NS_S, shlex.join(rule))
 
-    def setup_zring(self):
+    def setup_zring(self, name="zring-out", log=False, extra=()):
+        """One zring in the client ns, outbound 15001."""
         self._capture_out(15001, ["-m", "mark", "!", "--mark", ZRING_MARK])
-        self._zring(NS_C, "zring-out", False)
+        self._zring(NS_C, name, log, extra)
 
     def setup_zring_log(self):
-        self._capture_out(15001, ["-m", "mark", "!", "--mark", ZRING_MARK])
-        self._zring(NS_C, "zring-out-log", True)
+        self.setup_zring("zring-out-log", True)
 
     def setup_zring_buf256k(self):
-        self._capture_out(15001, ["-m", "mark", "!", "--mark", ZRING_MARK])
-        self._zring(NS_C, "zring-out-buf256k", False,
-                    ["--buf-size", "262144", "--buf-count", "64", "--conn-buf", "524288"])
+        self.setup_zring("zring-out-buf256k", False,
+                         ["--buf-size", "262144", "--buf-count", "64", "--conn-buf", "524288"])
 
     def setup_zring_pair(self, extra=()):
         self._capture_in(15006)
         self._zring(NS_S, "zring-in", False, extra)
-        self._capture_out(15001, ["-m", "mark", "!", "--mark", ZRING_MARK])
-        self._zring(NS_C, "zring-out", False, extra)
+        self.setup_zring("zring-out", False, extra)
 
     POLL = ["--busy-poll", str(BUSY_POLL_US)]
-
-    def setup_zring_poll(self):
-        self._capture_out(15001, ["-m", "mark", "!", "--mark", ZRING_MARK])
-        self._zring(NS_C, "zring-out-poll", False, self.POLL)
-
     REPLIES = POLL + ["--busy-poll-mode", "replies"]
 
-    def setup_zring_replies(self):
-        self._capture_out(15001, ["-m", "mark", "!", "--mark", ZRING_MARK])
-        self._zring(NS_C, "zring-out-replies", False, self.REPLIES)
-
-    def setup_zring_pair_replies(self):
-        self.setup_zring_pair(self.REPLIES)
-
-    def setup_zring_hbone_replies(self):
-        self.setup_zring_hbone(self.REPLIES)
+    def setup_zring_poll(self):
+        self.setup_zring("zring-out-poll", False, self.POLL)
 
     def setup_zring_pair_poll(self):
         self.setup_zring_pair(self.POLL)
 
     def setup_zring_hbone_poll(self):
         self.setup_zring_hbone(self.POLL)
+
+    def setup_zring_replies(self):
+        self.setup_zring("zring-out-replies", False, self.REPLIES)
+
+    def setup_zring_pair_replies(self):
+        self.setup_zring_pair(self.REPLIES)
+
+    def setup_zring_hbone_replies(self):
+        self.setup_zring_hbone(self.REPLIES)
 
     def setup_zring_hbone(self, extra=()):
         # No inbound capture: the client zring dials 10.77.0.2:15008 itself. The server zring

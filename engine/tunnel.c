@@ -613,6 +613,7 @@ static void tun_push(struct zt_shard *s, struct tun *t)
 {
 	if (t->state != T_OPEN || !t->stream_live)
 		return;
+	uint64_t up = t->up;
 	while (t->q.bytes) {
 		const uint8_t *p;
 		uint32_t n = zt_bufq_peek(s, &t->q, &p);
@@ -625,11 +626,12 @@ static void tun_push(struct zt_shard *s, struct tun *t)
 			break; /* on_writable resumes */
 		zt_bufq_consume(s, &t->q, (uint32_t)w);
 		t->up += (uint64_t)w;
-		s->expect_reply = t->outbound; /* into the tunnel: a request if outbound */
 		if (t->series) /* outbound: request bytes; inbound: response bytes */
 			atomic_fetch_add_explicit(t->outbound ? &t->series->received : &t->series->sent,
 						  (uint64_t)w, memory_order_relaxed);
 	}
+	if (t->up != up) /* into the tunnel: a request if outbound */
+		s->expect_reply = t->outbound;
 	if (t->sock_eof && !t->q.bytes && !t->fin_sent) {
 		zt_h2c_close_write(t->hc->h2, t->sid);
 		t->fin_sent = true;
