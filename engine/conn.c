@@ -264,6 +264,13 @@ static void on_errpoll(struct zt_shard *s, struct zt_conn *c, int dir, struct io
 	c->d[dir].err_armed = false;
 	if (c->state != ZT_CONN_RELAYING || cqe->res < 0 || !(cqe->res & POLLERR))
 		return; /* cancelled, or a hang-up the relay handles as EOF */
+	/* A recv waiting on this socket, or one re-armed before the next wait
+	 * (starved: the buffer ring had run dry), returns what arrived before
+	 * the reset and then the reset itself. Aborting here would drop those
+	 * bytes unread (a server that writes a reply and resets at once). The
+	 * poll is for sockets whose reads backpressure has paused. */
+	if (c->d[dir].recv_armed || c->d[dir].starved)
+		return;
 	int err = 0;
 	socklen_t l = sizeof(err);
 	getsockopt(c->fd[dir], SOL_SOCKET, SO_ERROR, &err, &l);
