@@ -19,6 +19,9 @@ from the embedded CA with a root shared through --ca-cert/--ca-key.
    ("RBAC rejected"), the client's goes on to the end;
 1b. "other" leaves its TLS records to wolfSSL (--tls-records wolfssl): an echo
    from it to the server (whose records are its own) is checked both ways;
+1c. resets cross the tunnel as RST_STREAM: a server that writes and resets at once
+   (1000 times right after HELLO, 20 times after 64 KiB) gives the client its data,
+   then ECONNRESET; 10 clients that reset mid-upload give the server ECONNRESET;
 7. stalled tunnels under buffer pressure: other's zring has 16 buffers of 64 KiB;
    3 uploads into servers that read nothing for 15 s could pin them all, so their
    queues move to private memory and a 1 MiB echo beside them completes in < 8 s."""
@@ -105,6 +108,31 @@ def body(ctx):
         rc, res, summ = ztlib.ztdata_client(ctx, pods["other"], SERVER + ":8080", "echo",
                                             8 << 20, count=2, parallel=2, timeout=60)
         say("1b. other (wolfSSL records) -> server (own records) echo 2 x 8 MiB: %s", summ)
+
+        # 1c. resets cross the tunnel (RST_STREAM) both ways: a server that writes and
+        # resets at once (its HELLO, or 64 KiB checked byte for byte, arrive first),
+        # and a client that resets mid-upload
+        for nbytes, count, par in ((0, 1000, 30), (64 << 10, 20, 10)):
+            rc, res, _ = ztlib.ztdata_client(ctx, pods["client"], SERVER + ":8080", "rst",
+                                             nbytes, seed=5000, count=count, parallel=par,
+                                             timeout=20, check_ok=False)
+            bad = [r for r in res if r["status"] != "ok"]
+            check(len(res) == count and not bad, "server RST after %d bytes over HBONE: %d "
+                  "results, %d without the data then ECONNRESET, e.g. %s", nbytes, len(res),
+                  len(bad), bad[:3])
+        mark = len(srv.lines())
+        ztlib.ztdata_client(ctx, pods["client"], SERVER + ":8080", "sink", 1 << 30, seed=5700,
+                            count=10, parallel=5, timeout=20,
+                            extra=["--rst-after", str(256 << 10)])
+        seeds = {str(5700 + i) for i in range(10)}
+        def sinks():
+            c = [c for c in ztlib.server_conns(srv, mark) if c.get("seed") in seeds]
+            return c if len(c) == len(seeds) else None
+        got = ztlib.wait_until(sinks, 10, "the server's view of 10 client resets over HBONE")
+        bad = [(c["result"], c["detail"]) for c in got if c["result"] != "reset"]
+        check(not bad, "client RST over HBONE did not reach the server as a reset: %s", bad)
+        say("1c. resets over HBONE: server RST right after HELLO 1000/1000 and after 64 KiB "
+            "20/20 reach the client after the data; client RST 10/10 reach the server")
 
         # 2. pooling: many tunnels, few TLS connections
         load = ztlib.spawn_client(ctx, pods["client"], "paced", VIP + ":9000", "down", 8 << 20,
