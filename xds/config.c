@@ -30,6 +30,7 @@
 #include "xds/arena.h"
 #include "xds/cfgtree.h"
 #include "xds/snapshot-int.h"
+#include "xds/xdsconv.h"
 
 /* ---- key paths and error messages ---- */
 
@@ -51,6 +52,7 @@ struct ctx {
 	struct zt_config_error *err;
 	struct zt_arena *a;          /* the snapshot's arena */
 	struct zt_arena *t;          /* scratch, freed after the build */
+	struct zt_config_where *where; /* element an error is in, or NULL */
 };
 
 static void append(char *buf, size_t cap, size_t *off, const char *fmt, ...)
@@ -118,10 +120,32 @@ static void format_path(char *buf, size_t cap, size_t *off, const struct path *p
 static int fail(struct ctx *c, const struct path *p, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* Record which top-level element (workloads[i], services[i], policies[i])
+ * the path `p` is in, for zt_config_build_*'s callers. */
+static void note_where(struct ctx *c, const struct path *p)
+{
+	const struct path *elem = NULL;
+	if (!c->where)
+		return;
+	*c->where = (struct zt_config_where){ZT_CFG_AT_NONE, 0};
+	for (; p && p->up; p = p->up)
+		elem = p;
+	if (!p || !elem || p->kind != 'f' || elem->kind != 'i')
+		return;
+	if (!strcmp(p->s, "workloads"))
+		c->where->section = ZT_CFG_AT_WORKLOADS;
+	else if (!strcmp(p->s, "services"))
+		c->where->section = ZT_CFG_AT_SERVICES;
+	else if (!strcmp(p->s, "policies"))
+		c->where->section = ZT_CFG_AT_POLICIES;
+	c->where->index = elem->i;
+}
+
 static int fail(struct ctx *c, const struct path *p, const char *fmt, ...)
 {
 	char path[320], reason[400];
 	size_t off = 0;
+	note_where(c, p);
 	path[0] = 0;
 	format_path(path, sizeof(path), &off, p);
 	va_list ap;
@@ -139,6 +163,8 @@ static int fail(struct ctx *c, const struct path *p, const char *fmt, ...)
 
 static int oom(struct ctx *c)
 {
+	if (c->where)
+		*c->where = (struct zt_config_where){ZT_CFG_AT_NONE, 0};
 	snprintf(c->err->msg, sizeof(c->err->msg), "%s: out of memory", c->name);
 	return -ENOMEM;
 }
@@ -1484,6 +1510,66 @@ fail:
 	zt_arena_destroy(c.t);
 	zt_arena_destroy(c.a);
 	return r;
+}
+
+int zt_config_build_tree(const struct zt_cnode *root, const char *name, struct zt_snapshot **out,
+			 struct zt_config_error *err, struct zt_config_where *where)
+{
+	struct zt_config_error dummy;
+	struct ctx c = {.name = name ? name : "xds", .err = err ? err : &dummy, .where = where};
+	int r;
+
+	*out = NULL;
+	c.err->msg[0] = 0;
+	if (where)
+		*where = (struct zt_config_where){ZT_CFG_AT_NONE, 0};
+	c.t = zt_arena_new();
+	c.a = zt_arena_new();
+	struct zt_snapshot *s = c.a ? zt_snapshot_new_in(c.a) : NULL;
+	if (!c.t || !s) {
+		r = oom(&c);
+		goto fail;
+	}
+	if ((r = build(&c, root, s)))
+		goto fail;
+	zt_arena_destroy(c.t);
+	*out = s;
+	return 0;
+fail:
+	zt_arena_destroy(c.t);
+	zt_arena_destroy(c.a);
+	return r;
+}
+
+int zt_config_build_lists(const struct zt_cnode *const *workloads, size_t n_workloads,
+			  const struct zt_cnode *const *services, size_t n_services,
+			  const struct zt_cnode *const *policies, size_t n_policies,
+			  const char *name, struct zt_snapshot **out, struct zt_config_error *err,
+			  struct zt_config_where *where)
+{
+	static const char *const keys[3] = {"workloads", "services", "policies"};
+	const struct zt_cnode *const *arrs[3] = {workloads, services, policies};
+	size_t counts[3] = {n_workloads, n_services, n_policies};
+	struct zt_cnode knodes[3], seqs[3], root;
+	struct zt_cpair pairs[3];
+
+	/* The tree is only read by build(): the const casts never lead to writes. */
+	for (int i = 0; i < 3; i++) {
+		if (counts[i] > UINT32_MAX) {
+			struct zt_config_error dummy;
+			snprintf((err ? err : &dummy)->msg, sizeof(err->msg), "%s: too many %s",
+				 name ? name : "xds", keys[i]);
+			*out = NULL;
+			return -EINVAL;
+		}
+		knodes[i] = (struct zt_cnode){.kind = ZT_CN_STR, .text = keys[i],
+					      .len = (uint32_t)strlen(keys[i])};
+		seqs[i] = (struct zt_cnode){.kind = ZT_CN_SEQ, .n = (uint32_t)counts[i],
+					    .items = (struct zt_cnode **)arrs[i]};
+		pairs[i] = (struct zt_cpair){&knodes[i], &seqs[i]};
+	}
+	root = (struct zt_cnode){.kind = ZT_CN_MAP, .n = 3, .pairs = pairs};
+	return zt_config_build_tree(&root, name, out, err, where);
 }
 
 static bool ends_with(const char *s, const char *suffix)
