@@ -22,6 +22,7 @@
 #include "engine/metrics.h"
 #include "engine/shard.h"
 #include "engine/sock.h"
+#include "engine/xdsclient.h"
 
 #define TARGET "xds"
 
@@ -37,6 +38,7 @@ struct zt_control {
 	uint64_t generation;
 	struct zt_inpod *inpod; /* shared mode */
 	struct zt_ca *ca;       /* the embedded CA (no CA_ADDRESS) */
+	struct zt_xds *xds;     /* istiod (XDS_ADDRESS) */
 	uint64_t next_cert_check_ms;
 };
 
@@ -204,6 +206,23 @@ static int load(struct zt_control *c, bool initial)
 	return 0;
 }
 
+/* A snapshot built from istiod's resources (xdsclient.c). */
+static void xds_publish(void *ud, struct zt_snapshot *snap, const char *why)
+{
+	struct zt_control *c = ud;
+	int r = attach_authz(snap);
+	if (r) {
+		ZT_ERROR(TARGET, "cannot compile authorization policies: %s; keeping the previous "
+				 "config", strerror(-r));
+		zt_snapshot_free(snap);
+		return;
+	}
+	ZT_INFO(TARGET, "xds update (%s): workloads=%zu services=%zu policies=%zu", why,
+		snap->n_workloads, snap->n_services, snap->n_policies);
+	publish(c, snap);
+	refresh_certs(c);
+}
+
 /* Read a small HTTP request (bounded wait). Returns the fd or -1. */
 static int read_request(int lfd, char *req, size_t len)
 {
@@ -362,15 +381,31 @@ static void *control_main(void *arg)
 		int timeout = 100; /* at least every 100 ms: reclaim retired snapshots */
 		if (c->inpod)
 			timeout = zt_inpod_tick(c->inpod);
-		struct pollfd p[5] = {
+		if (c->xds) {
+			int t = zt_xds_timeout(c->xds, zt_now_ms());
+			if (t >= 0 && t < timeout)
+				timeout = t;
+		}
+		struct pollfd p[6] = {
 			{.fd = c->stop_fd, .events = POLLIN},
 			{.fd = c->inotify_fd, .events = POLLIN},
 			{.fd = c->ready_fd, .events = POLLIN},
 			{.fd = c->inpod ? zt_inpod_fd(c->inpod) : -1, .events = POLLIN},
 			{.fd = c->metrics_fd, .events = POLLIN},
+			{.fd = c->xds ? zt_xds_fd(c->xds) : -1,
+			 .events = c->xds ? zt_xds_events(c->xds) : 0},
 		};
-		if (poll(p, 5, timeout) < 0 && errno != EINTR)
+		if (poll(p, 6, timeout) < 0 && errno != EINTR)
 			break;
+		if (c->xds) {
+			zt_xds_io(c->xds, p[5].revents, zt_now_ms());
+			if (!atomic_load_explicit(&c->rt->config_ready, memory_order_relaxed) &&
+			    zt_xds_synced(c->xds)) {
+				ZT_INFO(TARGET, "xds: initial configuration received from %s",
+					c->rt->opts.xds_address);
+				atomic_store_explicit(&c->rt->config_ready, true, memory_order_relaxed);
+			}
+		}
 		if (p[4].revents)
 			serve_metrics(c);
 		if (p[3].revents)
@@ -418,11 +453,38 @@ int zt_control_start(struct zt_runtime *rt, struct zt_control **out)
 		snprintf(c->dir, sizeof(c->dir), "%s", dirname(tmp));
 		if ((r = load(c, true)))
 			goto fail;
+		if (rt->opts.xds_address)
+			ZT_INFO(TARGET, "local config in use: not connecting to istiod (%s)",
+				rt->opts.xds_address);
 		c->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 		if (c->inotify_fd < 0 ||
 		    inotify_add_watch(c->inotify_fd, c->dir,
 				      IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_MODIFY) < 0)
 			ZT_WARN(TARGET, "cannot watch %s for changes: %s", c->dir, strerror(errno));
+	} else if (rt->opts.xds_address) {
+		const struct zt_engine_opts *o = &rt->opts;
+		struct zt_xds_opts xo = {
+			.address = o->xds_address,
+			.root_cert_path = o->xds_root_cert,
+			.token_path = o->token_path,
+			.cluster_id = o->cluster_id,
+			.node_id = o->node_id,
+			.meta = o->node_meta,
+			.n_meta = o->n_node_meta,
+		};
+		if ((r = zt_xds_new(&xo, xds_publish, c, &c->xds)))
+			goto fail;
+		/* Nothing is known until istiod answers: an empty mesh meanwhile,
+		 * and not ready (readiness waits for both types). */
+		struct zt_snapshot *empty = zt_snapshot_empty();
+		if (!empty || attach_authz(empty)) {
+			zt_snapshot_free(empty);
+			r = -ENOMEM;
+			goto fail;
+		}
+		publish(c, empty);
+		ZT_INFO(TARGET, "xds: connecting to %s as %s (cluster %s)", o->xds_address,
+			o->node_id, o->cluster_id);
 	} else {
 		ZT_WARN(TARGET, "no local config (LOCAL_XDS_PATH / --config): empty mesh, every "
 				"connection passes through");
@@ -434,7 +496,8 @@ int zt_control_start(struct zt_runtime *rt, struct zt_control **out)
 		}
 		publish(c, empty);
 	}
-	atomic_store_explicit(&rt->config_ready, true, memory_order_relaxed);
+	if (!c->xds)
+		atomic_store_explicit(&rt->config_ready, true, memory_order_relaxed);
 
 	struct zt_sockaddr ra;
 	zt_ip_parse("::", &ra.ip);
@@ -480,6 +543,7 @@ fail:
 	if (c->metrics_fd >= 0)
 		close(c->metrics_fd);
 	zt_ca_free(c->ca);
+	zt_xds_free(c->xds);
 	free(c);
 	return r;
 }
@@ -502,5 +566,6 @@ void zt_control_stop(struct zt_control *c)
 	close(c->ready_fd);
 	close(c->metrics_fd);
 	zt_ca_free(c->ca);
+	zt_xds_free(c->xds);
 	free(c);
 }

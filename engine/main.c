@@ -16,6 +16,7 @@
 #include "engine/control.h"
 #include "engine/runtime.h"
 #include "engine/shard.h"
+#include "engine/xdsclient.h"
 #include "engine/zds.h"
 #include "hbone/certstore.h"
 #include "hbone/crypto.h"
@@ -52,7 +53,10 @@ static void usage(FILE *f)
 		"  --outbound-port P / --inbound-port P / --readiness-port P / --metrics-port P\n"
 		"                       (15001 / 15006 / 15021 / 15020)\n"
 		"Environment: PROXY_MODE=dedicated|shared (shared: pods from istio-cni over INPOD_UDS,\n"
-		"default " ZT_ZDS_DEFAULT_PATH ").\n");
+		"default " ZT_ZDS_DEFAULT_PATH "). istiod: XDS_ADDRESS (default\n"
+		"https://istiod.istio-system.svc:15012 inside Kubernetes without LOCAL_XDS_PATH, else\n"
+		"off; \"\" = off), XDS_ROOT_CA, CLUSTER_ID, CLUSTER_DOMAIN, POD_NAME, POD_NAMESPACE,\n"
+		"INSTANCE_IP, NODE_NAME, ISTIO_META_* (README: \"istiod\").\n");
 }
 
 static int parse_u32(const char *what, const char *s, uint32_t min, uint32_t max, uint32_t *out)
@@ -92,6 +96,78 @@ static void raise_nofile(void)
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
+}
+
+/* istiod's address and the node's description, with ztunnel's variables and
+ * defaults (src/config.rs). xDS is off when LOCAL_XDS_PATH names a file
+ * (zring takes one source of config), when XDS_ADDRESS is set empty, and
+ * outside Kubernetes unless XDS_ADDRESS is set. */
+static int xds_from_env(struct zt_engine_opts *o)
+{
+	const char *e = getenv("XDS_ADDRESS");
+	static char addr[512];
+	if (e && !*e)
+		return 0;
+	if (!e) {
+		if (o->config_path || !getenv("KUBERNETES_SERVICE_HOST"))
+			return 0;
+		e = "https://istiod.istio-system.svc:15012";
+	}
+	if (!strstr(e, "://"))
+		snprintf(addr, sizeof(addr), "https://%s", e);
+	else
+		snprintf(addr, sizeof(addr), "%s", e);
+	o->xds_address = addr;
+	o->xds_root_cert = getenv("XDS_ROOT_CA");
+	if (!o->xds_root_cert || !*o->xds_root_cert)
+		o->xds_root_cert = "./var/run/secrets/istio/root-cert.pem";
+	o->token_path = "./var/run/secrets/tokens/istio-token";
+	o->cluster_id = getenv("CLUSTER_ID");
+	if (!o->cluster_id || !*o->cluster_id)
+		o->cluster_id = getenv("ISTIO_META_CLUSTER_ID");
+	if (!o->cluster_id || !*o->cluster_id)
+		o->cluster_id = "Kubernetes";
+	const char *ip = getenv("INSTANCE_IP"), *pod = getenv("POD_NAME"),
+		   *ns = getenv("POD_NAMESPACE"), *node = getenv("NODE_NAME"),
+		   *dom = getenv("CLUSTER_DOMAIN");
+	ip = ip ? ip : "";
+	pod = pod ? pod : "";
+	ns = ns ? ns : "";
+	dom = dom && *dom ? dom : "cluster.local";
+	size_t idl = strlen(ip) + strlen(pod) + 2 * strlen(ns) + strlen(dom) + 32;
+	/* kept for the process's life (static: reachable, not a leak) */
+	static char *node_id;
+	static struct zt_xds_kv *meta;
+	if (!(o->node_id = node_id = malloc(idl)))
+		return -ENOMEM;
+	snprintf(o->node_id, idl, "ztunnel~%s~%s.%s~%s.svc.%s", ip, pod, ns, ns, dom);
+	extern char **environ;
+	size_t n = 4;
+	for (char **ev = environ; *ev; ev++)
+		n += !strncmp(*ev, "ISTIO_META_", 11);
+	if (!(o->node_meta = meta = calloc(n, sizeof(*o->node_meta))))
+		return -ENOMEM;
+	struct zt_xds_kv *m = o->node_meta;
+	size_t k = 0;
+	if (*pod)
+		m[k++] = (struct zt_xds_kv){"NAME", pod};
+	if (*ns)
+		m[k++] = (struct zt_xds_kv){"NAMESPACE", ns};
+	if (*ip)
+		m[k++] = (struct zt_xds_kv){"INSTANCE_IPS", ip};
+	if (node && *node)
+		m[k++] = (struct zt_xds_kv){"NODE_NAME", node};
+	for (char **ev = environ; *ev && k < n; ev++) {
+		const char *eq = strchr(*ev, '=');
+		if (strncmp(*ev, "ISTIO_META_", 11) || !eq || eq == *ev + 11)
+			continue;
+		char *key = strndup(*ev + 11, (size_t)(eq - *ev - 11));
+		if (!key)
+			return -ENOMEM;
+		m[k++] = (struct zt_xds_kv){key, eq + 1};
+	}
+	o->n_node_meta = k;
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -231,6 +307,10 @@ int main(int argc, char **argv)
 	if (optind < argc) {
 		fprintf(stderr, "zring: unexpected argument \"%s\"\n", argv[optind]);
 		usage(stderr);
+		return 2;
+	}
+	if (xds_from_env(o)) {
+		fprintf(stderr, "zring: out of memory\n");
 		return 2;
 	}
 	if (o->buf_count & (o->buf_count - 1)) {

@@ -40,6 +40,8 @@ struct zt_pod {
 	struct zt_pod *next; /* control thread's list */
 };
 
+struct zt_xds_kv;
+
 struct zt_engine_opts {
 	unsigned n_shards;          /* 0 = one per CPU zring may run on */
 	bool pin;                   /* pin shard i to the i-th allowed CPU */
@@ -61,6 +63,14 @@ struct zt_engine_opts {
 	const char *ca_key_path;
 	uint32_t busy_poll_us;      /* --busy-poll: look for completions this long before sleeping */
 	bool busy_poll_replies;     /* --busy-poll-mode replies: only while a reply is expected */
+	/* istiod (engine/xdsclient.c): xds_address NULL = no xDS */
+	const char *xds_address;    /* XDS_ADDRESS */
+	const char *xds_root_cert;  /* XDS_ROOT_CA */
+	const char *token_path;     /* istio-token (bearer for istiod) */
+	const char *cluster_id;     /* CLUSTER_ID: the "clusterid" header */
+	char *node_id;              /* ztunnel~<INSTANCE_IP>~<POD_NAME>.<NS>~<NS>.svc.<domain> */
+	struct zt_xds_kv *node_meta; /* Node.metadata */
+	size_t n_node_meta;
 };
 
 /* io_uring features, probed once at start by main (zt_uring_probe). */

@@ -1,0 +1,228 @@
+#!/usr/bin/python3
+"""zring configured by istiod over Delta ADS (no local config), against fake_istiod.py
+(python3-grpcio + python3-protobuf, TLS with a root made here) in its own pod:
+1. zring connects (XDS_ADDRESS=https://<istiod pod IP>:15012, XDS_ROOT_CA), is ready
+   only once both types arrived, and serves the service they describe: 40 echoes to
+   the VIP reach both endpoints, byte for byte; istiod saw ztunnel's node id and
+   metadata (ISTIO_META_* without the prefix), the clusterid and bearer-token headers,
+   one wildcard subscription per type and an ACK (nonce, no error) for each response;
+2. an endpoint's workload is removed: new connections go to the other one only;
+3. a response with one broken resource (bytes that are not an Address) and one good
+   one: the good one is applied, the broken one is named in a NACK's error_detail;
+4. istiod goes away: the last config keeps serving; istiod comes back: zring
+   reconnects and its subscriptions carry initial_resource_versions of what it holds;
+5. a stream aborted by istiod (UNAVAILABLE): zring re-opens it."""
+import base64
+import ipaddress
+import json
+import os
+import subprocess
+import time
+
+import ztlib
+from netns import Topology
+from ztlib import NS, check, say
+
+CLIENT, EP_A, EP_B, EP_C, ISTIOD = "10.77.1.10", "10.77.2.10", "10.77.3.10", "10.77.4.10", \
+    "10.77.5.10"
+VIP = "10.96.0.10"
+PROTO_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "xds", "proto")
+FAKE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_istiod.py")
+TOKEN = "tok-xds-test"
+
+
+def b64ip(ip):
+    return base64.b64encode(ipaddress.ip_address(ip).packed).decode()
+
+
+def wl(name, ip, version="1", svc=True):
+    w = {"uid": "Kubernetes//Pod/%s/%s" % (NS, name), "name": name, "namespace": NS,
+         "addresses": [b64ip(ip)], "serviceAccount": name, "node": "node-1"}
+    if svc:
+        w["services"] = {"%s/echo.%s.svc.cluster.local" % (NS, NS):
+                         {"ports": [{"servicePort": 8000, "targetPort": 8080}]}}
+    return {"version": version, "proto": {"workload": w}}
+
+
+def echo_svc(version="1"):
+    return {"version": version, "proto": {"service": {
+        "name": "echo", "namespace": NS, "hostname": "echo.%s.svc.cluster.local" % NS,
+        "addresses": [{"network": "", "address": b64ip(VIP)}],
+        "ports": [{"servicePort": 8000, "targetPort": 8080}]}}}
+
+
+def policy(version="1"):
+    return {"version": version, "proto": {"name": "allow-all", "namespace": NS,
+                                          "scope": "NAMESPACE", "action": "ALLOW",
+                                          "rules": [{"clauses": []}]}}
+
+
+def make_certs(d):
+    def run(*argv):
+        subprocess.run(argv, check=True, capture_output=True, cwd=d)
+    run("openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "root.key")
+    run("openssl", "req", "-x509", "-new", "-key", "root.key", "-sha256", "-days", "2",
+        "-subj", "/O=fake istiod test root", "-out", "root.pem")
+    run("openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "tls.key")
+    run("openssl", "req", "-new", "-key", "tls.key", "-subj", "/CN=istiod", "-out", "tls.csr")
+    with open(os.path.join(d, "ext.cnf"), "w") as f:
+        f.write("subjectAltName=DNS:istiod.istio-system.svc,IP:%s\n" % ISTIOD)
+    run("openssl", "x509", "-req", "-in", "tls.csr", "-CA", "root.pem", "-CAkey", "root.key",
+        "-CAcreateserial", "-days", "2", "-sha256", "-extfile", "ext.cnf", "-out", "tls.pem")
+
+
+def body(ctx):
+    d = ctx.path("pki")
+    os.makedirs(d, exist_ok=True)
+    make_certs(d)
+    # zring reads its bearer token from ./var/run/secrets/tokens/istio-token
+    cwd = ctx.path("zring-cwd")
+    os.makedirs(os.path.join(cwd, "var/run/secrets/tokens"), exist_ok=True)
+    with open(os.path.join(cwd, "var/run/secrets/tokens/istio-token"), "w") as f:
+        f.write(TOKEN + "\n")
+    state = ctx.path("state.json")
+    log = ctx.path("istiod.jsonl")
+    doc = {"address": {"Kubernetes//Pod/%s/client" % NS: wl("client", CLIENT, svc=False),
+                       "Kubernetes//Pod/%s/ep-a" % NS: wl("ep-a", EP_A),
+                       "Kubernetes//Pod/%s/ep-b" % NS: wl("ep-b", EP_B),
+                       "%s/echo.%s.svc.cluster.local" % (NS, NS): echo_svc()},
+           "authorization": {"%s/allow-all" % NS: policy()},
+           "generation": 0}
+
+    def write():
+        ztlib.write_atomic(state, json.dumps(doc))
+
+    def records(**match):
+        out = []
+        try:
+            with open(log) as f:
+                for line in f:
+                    r = json.loads(line)
+                    if all(r.get(k) == v for k, v in match.items()):
+                        out.append(r)
+        except FileNotFoundError:
+            pass
+        return out
+
+    write()
+    with Topology(log_dir=ctx.logdir) as t:
+        pods = {n: t.add_pod(n, ip) for n, ip in
+                (("client", CLIENT), ("ep-a", EP_A), ("ep-b", EP_B), ("ep-c", EP_C),
+                 ("istiod", ISTIOD))}
+        srv = {n: ztlib.ztdata_server(ctx, pods[n], n) for n in ("ep-a", "ep-b", "ep-c")}
+
+        def start_istiod():
+            p = pods["istiod"].spawn("fake-istiod", [
+                "/usr/bin/python3", FAKE, "--listen", "%s:15012" % ISTIOD,
+                "--proto-dir", PROTO_DIR, "--state", state, "--log", log,
+                "--tls-cert", os.path.join(d, "tls.pem"), "--tls-key", os.path.join(d, "tls.key"),
+                "--ca-cert", os.path.join(d, "root.pem"), "--ca-key", os.path.join(d, "root.key"),
+                "--token", TOKEN])
+            p.wait_for(r"fake istiod listening", 30)
+            return p
+
+        istiod = start_istiod()
+        pods["client"].install_capture()
+        env = {"XDS_ADDRESS": "https://%s:15012" % ISTIOD,
+               "XDS_ROOT_CA": os.path.join(d, "root.pem"),
+               "INSTANCE_IP": CLIENT, "POD_NAME": "ztunnel-abc", "POD_NAMESPACE": "istio-system",
+               "NODE_NAME": "node-1", "ISTIO_META_FOO": "bar", "CLUSTER_ID": "c-test"}
+        z = pods["client"].spawn("zring", [ctx.zring, "--shards", "2"], env=env, cwd=cwd)
+        pods["client"].wait_http_ready(proc=z, timeout=20)
+        z.wait_for(r"xds: initial configuration received", 5)
+
+        # 1. the service from istiod's resources
+        mark = {n: len(srv[n].lines()) for n in srv}
+        rc, res, summ = ztlib.ztdata_client(ctx, pods["client"], "%s:8000" % VIP, "echo",
+                                            64 << 10, count=40, parallel=8, timeout=30)
+        servers = summ.get("servers", "")
+        check("ep-a:" in servers and "ep-b:" in servers and "ep-c" not in servers,
+              "40 echoes to the VIP spread over %s (want ep-a and ep-b)", servers)
+        first = records(rpc="xds")
+        subs = [r for r in first if not r.get("response_nonce")]
+        types = sorted(r["type_url"] for r in subs)
+        check(types == sorted([ztlib_type("Address"), ztlib_type("Authorization")]),
+              "initial subscriptions: %s", types)
+        node = subs[0].get("node", {})
+        want_id = "ztunnel~%s~ztunnel-abc.istio-system~istio-system.svc.cluster.local" % CLIENT
+        check(node.get("id") == want_id, "node id %r, want %r", node.get("id"), want_id)
+        meta = node.get("metadata", {})
+        check(meta.get("NAME") == "ztunnel-abc" and meta.get("NAMESPACE") == "istio-system" and
+              meta.get("INSTANCE_IPS") == CLIENT and meta.get("NODE_NAME") == "node-1" and
+              meta.get("FOO") == "bar", "node metadata %s", meta)
+        md = subs[0].get("metadata", {})
+        check(md.get("authorization") == "Bearer " + TOKEN and md.get("clusterid") == "c-test",
+              "headers on the ADS stream: %s", md)
+        acks = [r for r in first if r.get("response_nonce")]
+        check(len(acks) >= 2 and not any("error_detail" in r for r in acks),
+              "ACKs after the first responses: %s", acks)
+        say("1. ready after both types arrived; 40 echoes via the VIP: %s; node %s, "
+            "metadata %s, %d ACKs", servers, node.get("id"), sorted(meta), len(acks))
+
+        # 2. ep-b's workload goes away
+        del doc["address"]["Kubernetes//Pod/%s/ep-b" % NS]
+        n_acks = len([r for r in records(rpc="xds") if r.get("response_nonce")])
+        write()
+        ztlib.wait_until(lambda: len([r for r in records(rpc="xds") if r.get("response_nonce")])
+                         > n_acks, 10, "an ACK for the removal")
+        rc, res, summ = ztlib.ztdata_client(ctx, pods["client"], "%s:8000" % VIP, "echo",
+                                            16 << 10, count=20, parallel=4, timeout=30)
+        check(summ.get("servers", "").startswith("ep-a:") and "ep-b" not in summ["servers"],
+              "after removing ep-b: %s", summ)
+        say("2. ep-b removed by istiod: 20 echoes all on %s", summ["servers"])
+
+        # 3. one broken resource beside a good one (ep-c joins the service)
+        doc["address"]["Kubernetes//Pod/%s/broken" % NS] = {
+            "version": "1", "raw_b64": base64.b64encode(b"\x0a\xff\xff\xff\xff\x0f").decode()}
+        doc["address"]["Kubernetes//Pod/%s/ep-c" % NS] = wl("ep-c", EP_C)
+        write()
+        nacks = ztlib.wait_until(lambda: [r for r in records(rpc="xds") if "error_detail" in r],
+                                 10, "a NACK")
+        msg = nacks[0]["error_detail"]["message"]
+        check("Kubernetes//Pod/%s/broken" % NS in msg, "NACK message %r names the resource", msg)
+        rc, res, summ = ztlib.ztdata_client(ctx, pods["client"], "%s:8000" % VIP, "echo",
+                                            16 << 10, count=30, parallel=6, timeout=30)
+        check("ep-c:" in summ.get("servers", ""), "ep-c was not applied beside the broken "
+              "resource: %s", summ)
+        say("3. NACK %r (code %s); the good resource beside it applied: %s", msg,
+            nacks[0]["error_detail"].get("code"), summ["servers"])
+        del doc["address"]["Kubernetes//Pod/%s/broken" % NS]
+        write()
+
+        # 4. istiod goes away, then comes back
+        istiod.stop()
+        time.sleep(1)
+        rc, res, summ = ztlib.ztdata_client(ctx, pods["client"], "%s:8000" % VIP, "echo",
+                                            16 << 10, count=10, parallel=2, timeout=30)
+        say("4. istiod down: 10 echoes on the last config: %s", summ["servers"])
+        lines = len(records(rpc="xds"))
+        istiod = start_istiod()
+        resub = ztlib.wait_until(
+            lambda: [r for r in records(rpc="xds")[lines:] if not r.get("response_nonce")
+                     and r.get("type_url") == ztlib_type("Address")], 30, "a re-subscription")
+        irv = resub[0].get("initial_resource_versions", {})
+        check("Kubernetes//Pod/%s/ep-a" % NS in irv and irv.get(
+              "%s/echo.%s.svc.cluster.local" % (NS, NS)) == "1",
+              "initial_resource_versions after reconnecting: %s", irv)
+        say("4. istiod back: zring re-subscribed with %d resource versions", len(irv))
+
+        # 5. the stream aborted by istiod
+        lines = len(records(rpc="xds"))
+        doc["generation"] = 1
+        write()
+        ztlib.wait_until(lambda: [r for r in records(rpc="xds")[lines:]
+                                  if not r.get("response_nonce") and "type_url" in r],
+                         30, "a new stream after the abort")
+        rc, res, summ = ztlib.ztdata_client(ctx, pods["client"], "%s:8000" % VIP, "echo",
+                                            16 << 10, count=10, parallel=2, timeout=30)
+        check(z.alive(), "zring exited")
+        say("5. stream aborted by istiod: re-opened; echoes %s", summ["servers"])
+
+
+def ztlib_type(short):
+    return "type.googleapis.com/istio.%s.%s" % ("workload" if short == "Address" else
+                                                 "security", short)
+
+
+if __name__ == "__main__":
+    ztlib.main("xds", body, tools=("openssl",))
