@@ -259,7 +259,7 @@ class Ca:
         doc, _ = self.state.snapshot()
         if doc.get("ca_fail"):
             context.abort(grpc.StatusCode.INTERNAL, doc["ca_fail"])
-        if doc.get("ca_response_b64"):
+        if "ca_response_b64" in doc:
             return base64.b64decode(doc["ca_response_b64"])
         if not csr.is_signature_valid or san is None:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "bad CSR")
