@@ -18,6 +18,7 @@
 #include "hbone/certstore.h"
 #include "hbone/identity.h"
 #include "common/log.h"
+#include "engine/caclient.h"
 #include "engine/inpod.h"
 #include "engine/metrics.h"
 #include "engine/shard.h"
@@ -39,16 +40,82 @@ struct zt_control {
 	struct zt_inpod *inpod; /* shared mode */
 	struct zt_ca *ca;       /* the embedded CA (no CA_ADDRESS) */
 	struct zt_xds *xds;     /* istiod (XDS_ADDRESS) */
+	uint64_t ca_retry_ms;   /* istiod's CA: no call before (after a failure) */
+	uint32_t ca_backoff_ms;
 	uint64_t next_cert_check_ms;
 };
 
+#define CA_CALL_TIMEOUT_MS 10000
+#define CA_BACKOFF_MIN_MS 500
+#define CA_BACKOFF_MAX_MS 150000
+
+/* One certificate for `id`: from the embedded CA, or from istiod's
+ * (CA_ADDRESS; a failure backs off 0.5 s doubling to 150 s, as ztunnel, and
+ * the old certificate, if any, stays meanwhile). */
+static int issue(struct zt_control *c, const struct zt_identity *id, time_t now,
+		 struct zt_issued *out)
+{
+	const struct zt_engine_opts *o = &c->rt->opts;
+	if (c->ca) {
+		int r = zt_ca_issue(c->ca, id, now, o->cert_ttl_s, out);
+		if (r)
+			ZT_WARN("ca", "cannot issue a certificate for %s", zt_identity_str(id));
+		return r;
+	}
+	if (zt_now_ms() < c->ca_retry_ms)
+		return -EAGAIN;
+	struct zt_caclient_opts co = {
+		.address = o->ca_address,
+		.root_cert_path = o->ca_root_cert,
+		.token_path = o->token_path,
+		.cluster_id = o->cluster_id,
+	};
+	char err[512];
+	char *roots = NULL;
+	int r = zt_caclient_issue(&co, id, o->cert_ttl_s, CA_CALL_TIMEOUT_MS, out, &roots, err,
+				  sizeof(err));
+	free(roots); /* the mesh's roots are CA_ROOT_CA's (the store keeps its first) */
+	if (r) {
+		c->ca_backoff_ms = c->ca_backoff_ms ? c->ca_backoff_ms * 2 : CA_BACKOFF_MIN_MS;
+		if (c->ca_backoff_ms > CA_BACKOFF_MAX_MS)
+			c->ca_backoff_ms = CA_BACKOFF_MAX_MS;
+		c->ca_retry_ms = zt_now_ms() + c->ca_backoff_ms;
+		ZT_WARN("ca", "%s; retrying in %u ms", err, c->ca_backoff_ms);
+		return r > 0 ? -EIO : r;
+	}
+	c->ca_backoff_ms = 0;
+	return 0;
+}
+
+/* The trust roots of a first store: the embedded CA's root, or CA_ROOT_CA's
+ * certificates (istio-ca-root-cert: the mesh's root). malloc'd. */
+static char *trust_roots(struct zt_control *c)
+{
+	if (c->ca)
+		return strdup(zt_ca_root_pem(c->ca));
+	FILE *f = fopen(c->rt->opts.ca_root_cert, "r");
+	if (!f) {
+		ZT_ERROR("ca", "cannot read the mesh's root certificates from %s: %s",
+			 c->rt->opts.ca_root_cert, strerror(errno));
+		return NULL;
+	}
+	char *buf = malloc(1 << 20);
+	size_t n = buf ? fread(buf, 1, (1 << 20) - 1, f) : 0;
+	fclose(f);
+	if (buf)
+		buf[n] = 0;
+	return buf;
+}
+
 /* Certificates for every identity of the snapshot's workloads, from the
- * embedded CA: issued when new or past half-life, dropped when no workload
- * has the identity any more. Publishes a new store only when something
- * changed. */
+ * embedded CA or istiod's: issued when new or past half-life, dropped when no
+ * workload has the identity any more. With istiod's CA and NODE_NAME set, only
+ * for the workloads on this node (as ztunnel: istiod signs a node proxy's
+ * request only for identities running on its node). Publishes a new store
+ * only when something changed. */
 static void refresh_certs(struct zt_control *c)
 {
-	if (!c->ca)
+	if (!c->ca && !c->rt->opts.ca_address)
 		return;
 	const struct zt_snapshot *snap = zt_rcu_deref(&c->rt->snapshot);
 	struct zt_certstore *old = zt_rcu_deref(&c->rt->certs);
@@ -63,6 +130,9 @@ static void refresh_certs(struct zt_control *c)
 		goto out;
 	for (size_t i = 0; i < n; i++) {
 		const struct zt_workload *w = &snap->workloads[i];
+		const char *node = c->rt->opts.node_name;
+		if (!c->ca && node && (!w->node || strcmp(w->node, node)))
+			continue;
 		struct zt_identity id;
 		if (zt_identity_set(&id, w->trust_domain, w->namespace_, w->service_account))
 			continue; /* not a valid SPIFFE identity: no certificate */
@@ -75,10 +145,8 @@ static void refresh_certs(struct zt_control *c)
 		const struct zt_cert_entry *e = old ? zt_certstore_find(old, &id) : NULL;
 		if (e && !zt_cert_entry_due(e, now))
 			continue;
-		if (zt_ca_issue(c->ca, &want[nw - 1], now, c->rt->opts.cert_ttl_s, &iss[nin])) {
-			ZT_WARN("ca", "cannot issue a certificate for %s", zt_identity_str(&id));
+		if (issue(c, &want[nw - 1], now, &iss[nin]))
 			continue;
-		}
 		in[nin] = (struct zt_cert_input){&want[nw - 1], iss[nin].chain_pem,
 						 strlen(iss[nin].chain_pem), iss[nin].key_pem,
 						 strlen(iss[nin].key_pem)};
@@ -95,9 +163,12 @@ static void refresh_certs(struct zt_control *c)
 		goto out;
 	struct zt_certstore *store = NULL;
 	char err[256];
-	const char *root = zt_ca_root_pem(c->ca);
+	char *root = old ? NULL : trust_roots(c);
+	if (!old && !root)
+		goto out;
 	int r = old ? zt_certstore_update(old, in, nin, rm, nrm, &store, err, sizeof(err))
 		    : zt_certstore_build(in, nin, root, strlen(root), &store, err, sizeof(err));
+	free(root);
 	if (r) {
 		ZT_ERROR("ca", "certificate store: %s", err);
 		goto out;
@@ -120,6 +191,11 @@ static int ca_init(struct zt_control *c)
 	const struct zt_engine_opts *o = &c->rt->opts;
 	char err[256];
 	int r;
+	if (o->ca_address) {
+		ZT_INFO("ca", "workload certificates from istiod's CA at %s (roots %s)",
+			o->ca_address, o->ca_root_cert);
+		return 0;
+	}
 	if (o->ca_cert_path && o->ca_key_path && access(o->ca_cert_path, R_OK) == 0) {
 		r = zt_ca_load_files(&c->ca, o->ca_cert_path, o->ca_key_path, err, sizeof(err));
 		if (r) {

@@ -56,7 +56,8 @@ static void usage(FILE *f)
 		"default " ZT_ZDS_DEFAULT_PATH "). istiod: XDS_ADDRESS (default\n"
 		"https://istiod.istio-system.svc:15012 inside Kubernetes without LOCAL_XDS_PATH, else\n"
 		"off; \"\" = off), XDS_ROOT_CA, CLUSTER_ID, CLUSTER_DOMAIN, POD_NAME, POD_NAMESPACE,\n"
-		"INSTANCE_IP, NODE_NAME, ISTIO_META_* (README: \"istiod\").\n");
+		"INSTANCE_IP, NODE_NAME, ISTIO_META_*; CA_ADDRESS (same default; FAKE_CA=true or\n"
+		"--ca-cert: the embedded CA), CA_ROOT_CA (README: \"istiod\").\n");
 }
 
 static int parse_u32(const char *what, const char *s, uint32_t min, uint32_t max, uint32_t *out)
@@ -98,6 +99,46 @@ static void raise_nofile(void)
 	}
 }
 
+#define ROOT_CERT_DEFAULT "./var/run/secrets/istio/root-cert.pem"
+#define ISTIOD_DEFAULT "https://istiod.istio-system.svc:15012"
+
+/* What the xDS and CA clients share: the token file and the cluster id. */
+static void istiod_common(struct zt_engine_opts *o)
+{
+	o->token_path = "./var/run/secrets/tokens/istio-token";
+	o->cluster_id = getenv("CLUSTER_ID");
+	if (!o->cluster_id || !*o->cluster_id)
+		o->cluster_id = getenv("ISTIO_META_CLUSTER_ID");
+	if (!o->cluster_id || !*o->cluster_id)
+		o->cluster_id = "Kubernetes";
+}
+
+/* istiod's CA (ztunnel's rules, src/config.rs): FAKE_CA=true, CA_ADDRESS="",
+ * --ca-cert/--ca-key or a local config outside Kubernetes keep the embedded
+ * CA; CA_ADDRESS set, or inside Kubernetes without a local config, use
+ * istiod's. */
+static void ca_from_env(struct zt_engine_opts *o)
+{
+	static char addr[512];
+	const char *e = getenv("CA_ADDRESS"), *fake = getenv("FAKE_CA");
+	if ((fake && !strcmp(fake, "true")) || (e && !*e) || o->ca_cert_path)
+		return;
+	if (!e) {
+		if (o->config_path || !getenv("KUBERNETES_SERVICE_HOST"))
+			return;
+		e = ISTIOD_DEFAULT;
+	}
+	snprintf(addr, sizeof(addr), "%s%s", strstr(e, "://") ? "" : "https://", e);
+	o->ca_address = addr;
+	o->node_name = getenv("NODE_NAME");
+	if (o->node_name && !*o->node_name)
+		o->node_name = NULL;
+	o->ca_root_cert = getenv("CA_ROOT_CA");
+	if (!o->ca_root_cert || !*o->ca_root_cert)
+		o->ca_root_cert = ROOT_CERT_DEFAULT;
+	istiod_common(o);
+}
+
 /* istiod's address and the node's description, with ztunnel's variables and
  * defaults (src/config.rs). xDS is off when LOCAL_XDS_PATH names a file
  * (zring takes one source of config), when XDS_ADDRESS is set empty, and
@@ -111,22 +152,17 @@ static int xds_from_env(struct zt_engine_opts *o)
 	if (!e) {
 		if (o->config_path || !getenv("KUBERNETES_SERVICE_HOST"))
 			return 0;
-		e = "https://istiod.istio-system.svc:15012";
+		e = ISTIOD_DEFAULT;
 	}
 	if (!strstr(e, "://"))
 		snprintf(addr, sizeof(addr), "https://%s", e);
 	else
 		snprintf(addr, sizeof(addr), "%s", e);
 	o->xds_address = addr;
+	istiod_common(o);
 	o->xds_root_cert = getenv("XDS_ROOT_CA");
 	if (!o->xds_root_cert || !*o->xds_root_cert)
-		o->xds_root_cert = "./var/run/secrets/istio/root-cert.pem";
-	o->token_path = "./var/run/secrets/tokens/istio-token";
-	o->cluster_id = getenv("CLUSTER_ID");
-	if (!o->cluster_id || !*o->cluster_id)
-		o->cluster_id = getenv("ISTIO_META_CLUSTER_ID");
-	if (!o->cluster_id || !*o->cluster_id)
-		o->cluster_id = "Kubernetes";
+		o->xds_root_cert = ROOT_CERT_DEFAULT;
 	const char *ip = getenv("INSTANCE_IP"), *pod = getenv("POD_NAME"),
 		   *ns = getenv("POD_NAMESPACE"), *node = getenv("NODE_NAME"),
 		   *dom = getenv("CLUSTER_DOMAIN");
@@ -309,6 +345,7 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	ca_from_env(o);
 	if (xds_from_env(o)) {
 		fprintf(stderr, "zring: out of memory\n");
 		return 2;

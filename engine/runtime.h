@@ -71,6 +71,10 @@ struct zt_engine_opts {
 	char *node_id;              /* ztunnel~<INSTANCE_IP>~<POD_NAME>.<NS>~<NS>.svc.<domain> */
 	struct zt_xds_kv *node_meta; /* Node.metadata */
 	size_t n_node_meta;
+	/* istiod's CA (engine/caclient.c): ca_address NULL = the embedded CA */
+	const char *ca_address;     /* CA_ADDRESS */
+	const char *ca_root_cert;   /* CA_ROOT_CA: TLS roots and the mesh's trust roots */
+	const char *node_name;      /* NODE_NAME: istiod's CA signs for this node's workloads */
 };
 
 /* io_uring features, probed once at start by main (zt_uring_probe). */

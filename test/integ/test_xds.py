@@ -11,7 +11,13 @@
    one: the good one is applied, the broken one is named in a NACK's error_detail;
 4. istiod goes away: the last config keeps serving; istiod comes back: zring
    reconnects and its subscriptions carry initial_resource_versions of what it holds;
-5. a stream aborted by istiod (UNAVAILABLE): zring re-opens it."""
+5. a stream aborted by istiod (UNAVAILABLE): zring re-opens it;
+6. certificates from istiod's CA (CA_ADDRESS, CA_ROOT_CA), for the workloads on this
+   node (NODE_NAME) only: a second pod ("hb") runs
+   its own zring, its workload says HBONE: 4 x 1 MiB echoes from the client go through
+   HBONE, both zrings holding certificates the fake istiod signed (CSRs for both
+   identities in its log, with the bearer token), and the server's access lines name
+   the client's SPIFFE identity."""
 import base64
 import ipaddress
 import json
@@ -23,8 +29,8 @@ import ztlib
 from netns import Topology
 from ztlib import NS, check, say
 
-CLIENT, EP_A, EP_B, EP_C, ISTIOD = "10.77.1.10", "10.77.2.10", "10.77.3.10", "10.77.4.10", \
-    "10.77.5.10"
+CLIENT, EP_A, EP_B, EP_C, ISTIOD, HB = "10.77.1.10", "10.77.2.10", "10.77.3.10", \
+    "10.77.4.10", "10.77.5.10", "10.77.6.10"
 VIP = "10.96.0.10"
 PROTO_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "xds", "proto")
 FAKE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_istiod.py")
@@ -35,9 +41,11 @@ def b64ip(ip):
     return base64.b64encode(ipaddress.ip_address(ip).packed).decode()
 
 
-def wl(name, ip, version="1", svc=True):
+def wl(name, ip, version="1", svc=True, hbone=False, node="node-2"):
     w = {"uid": "Kubernetes//Pod/%s/%s" % (NS, name), "name": name, "namespace": NS,
-         "addresses": [b64ip(ip)], "serviceAccount": name, "node": "node-1"}
+         "addresses": [b64ip(ip)], "serviceAccount": name, "node": node}
+    if hbone:
+        w["tunnelProtocol"] = "HBONE"
     if svc:
         w["services"] = {"%s/echo.%s.svc.cluster.local" % (NS, NS):
                          {"ports": [{"servicePort": 8000, "targetPort": 8080}]}}
@@ -82,7 +90,10 @@ def body(ctx):
         f.write(TOKEN + "\n")
     state = ctx.path("state.json")
     log = ctx.path("istiod.jsonl")
-    doc = {"address": {"Kubernetes//Pod/%s/client" % NS: wl("client", CLIENT, svc=False),
+    doc = {"address": {"Kubernetes//Pod/%s/client" % NS: wl("client", CLIENT, svc=False,
+                                                             hbone=True, node="node-1"),
+                       "Kubernetes//Pod/%s/hb" % NS: wl("hb", HB, svc=False, hbone=True,
+                                                         node="node-1"),
                        "Kubernetes//Pod/%s/ep-a" % NS: wl("ep-a", EP_A),
                        "Kubernetes//Pod/%s/ep-b" % NS: wl("ep-b", EP_B),
                        "%s/echo.%s.svc.cluster.local" % (NS, NS): echo_svc()},
@@ -108,8 +119,8 @@ def body(ctx):
     with Topology(log_dir=ctx.logdir) as t:
         pods = {n: t.add_pod(n, ip) for n, ip in
                 (("client", CLIENT), ("ep-a", EP_A), ("ep-b", EP_B), ("ep-c", EP_C),
-                 ("istiod", ISTIOD))}
-        srv = {n: ztlib.ztdata_server(ctx, pods[n], n) for n in ("ep-a", "ep-b", "ep-c")}
+                 ("istiod", ISTIOD), ("hb", HB))}
+        srv = {n: ztlib.ztdata_server(ctx, pods[n], n) for n in ("ep-a", "ep-b", "ep-c", "hb")}
 
         def start_istiod():
             p = pods["istiod"].spawn("fake-istiod", [
@@ -126,9 +137,15 @@ def body(ctx):
         env = {"XDS_ADDRESS": "https://%s:15012" % ISTIOD,
                "XDS_ROOT_CA": os.path.join(d, "root.pem"),
                "INSTANCE_IP": CLIENT, "POD_NAME": "ztunnel-abc", "POD_NAMESPACE": "istio-system",
-               "NODE_NAME": "node-1", "ISTIO_META_FOO": "bar", "CLUSTER_ID": "c-test"}
+               "NODE_NAME": "node-1", "ISTIO_META_FOO": "bar", "CLUSTER_ID": "c-test",
+               "CA_ADDRESS": "https://%s:15012" % ISTIOD,
+               "CA_ROOT_CA": os.path.join(d, "root.pem")}
         z = pods["client"].spawn("zring", [ctx.zring, "--shards", "2"], env=env, cwd=cwd)
         pods["client"].wait_http_ready(proc=z, timeout=20)
+        pods["hb"].install_capture()
+        zhb = pods["hb"].spawn("zring", [ctx.zring, "--shards", "2"],
+                               env=dict(env, INSTANCE_IP=HB, POD_NAME="ztunnel-hb"), cwd=cwd)
+        pods["hb"].wait_http_ready(proc=zhb, timeout=20)
         z.wait_for(r"xds: initial configuration received", 5)
 
         # 1. the service from istiod's resources
@@ -139,13 +156,14 @@ def body(ctx):
         check("ep-a:" in servers and "ep-b:" in servers and "ep-c" not in servers,
               "40 echoes to the VIP spread over %s (want ep-a and ep-b)", servers)
         first = records(rpc="xds")
-        subs = [r for r in first if not r.get("response_nonce")]
+        want_id = "ztunnel~%s~ztunnel-abc.istio-system~istio-system.svc.cluster.local" % CLIENT
+        subs = [r for r in first if not r.get("response_nonce")
+                and r.get("node", {}).get("id") == want_id]
         types = sorted(r["type_url"] for r in subs)
         check(types == sorted([ztlib_type("Address"), ztlib_type("Authorization")]),
-              "initial subscriptions: %s", types)
+              "initial subscriptions with node id %s: %s (all: %s)", want_id, types,
+              [r.get("node", {}).get("id") for r in first])
         node = subs[0].get("node", {})
-        want_id = "ztunnel~%s~ztunnel-abc.istio-system~istio-system.svc.cluster.local" % CLIENT
-        check(node.get("id") == want_id, "node id %r, want %r", node.get("id"), want_id)
         meta = node.get("metadata", {})
         check(meta.get("NAME") == "ztunnel-abc" and meta.get("NAMESPACE") == "istio-system" and
               meta.get("INSTANCE_IPS") == CLIENT and meta.get("NODE_NAME") == "node-1" and
@@ -217,6 +235,29 @@ def body(ctx):
                                             16 << 10, count=10, parallel=2, timeout=30)
         check(z.alive(), "zring exited")
         say("5. stream aborted by istiod: re-opened; echoes %s", summ["servers"])
+
+        # 6. HBONE with certificates from istiod's CA
+        lz = len(zhb.lines())
+        rc, res, summ = ztlib.ztdata_client(ctx, pods["client"], "%s:8080" % HB, "echo",
+                                            1 << 20, count=4, parallel=2, timeout=30)
+        recs = ztlib.wait_until(
+            lambda: [r["fields"] for r in ztlib.access_records(zhb, lz)
+                     if r["fields"].get("direction") == "inbound"] or None,
+            10, "inbound access lines on hb's zring")
+        sid = "spiffe://cluster.local/ns/%s/sa/client" % NS
+        check(len(recs) >= 4 and all(r.get("src.identity") == sid for r in recs),
+              "inbound HBONE access lines: %s", recs[:2])
+        csrs = {tuple(r["identity"]): r for r in records(rpc="ca")}
+        check(sorted(k[0].rsplit("/", 1)[1] for k in csrs) == ["client", "hb"],
+              "CSRs for the workloads on NODE_NAME's node only: %s", sorted(csrs))
+        for who in ("client", "hb"):
+            r = csrs.get(("spiffe://cluster.local/ns/%s/sa/%s" % (NS, who),))
+            check(r is not None, "no CSR for %s in istiod's log: %s", who, list(csrs))
+            check(r["metadata"].get("authorization") == "Bearer " + TOKEN and r["san_critical"]
+                  and r["subject"] == "" and r["csr_signature_ok"],
+                  "CSR for %s: %s", who, r)
+        say("6. HBONE echo 4 x 1 MiB: %s; certificates from istiod's CA for %s; the server "
+            "saw %s", summ, sorted(k[0] for k in csrs), sid)
 
 
 def ztlib_type(short):
