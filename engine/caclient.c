@@ -25,6 +25,7 @@
 #include <pb_decode.h>
 #include <pb_encode.h>
 
+#include "common/strfmt.h"
 #include "citadel.pb.h"
 #include "engine/caclient.h"
 #include "engine/grpc.h"
@@ -33,19 +34,6 @@
 #define MAX_CERTS 16
 /* An uncompressed P-256 point: 0x04 || X || Y. */
 #define P256_POINT 65
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (!err || !errlen)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /* ---- the token ------------------------------------------------------------ */
 
@@ -62,7 +50,7 @@ static int token_read(const char *path, char **tok, char *err, size_t errlen)
 		if (errno == ENOENT)
 			return 0;
 		int e = errno;
-		set_err(err, errlen, "token %s: %s", path, strerror(e));
+		zt_errf(err, errlen, "token %s: %s", path, strerror(e));
 		return -e;
 	}
 	char *buf = malloc(ZT_CACLIENT_MAX_TOKEN + 1);
@@ -78,7 +66,7 @@ static int token_read(const char *path, char **tok, char *err, size_t errlen)
 			continue;
 		if (r < 0) {
 			ret = -errno;
-			set_err(err, errlen, "token %s: %s", path, strerror(errno));
+			zt_errf(err, errlen, "token %s: %s", path, strerror(errno));
 			break;
 		}
 		if (r == 0)
@@ -86,7 +74,7 @@ static int token_read(const char *path, char **tok, char *err, size_t errlen)
 		n += (size_t)r;
 		if (n > ZT_CACLIENT_MAX_TOKEN) {
 			ret = -EFBIG;
-			set_err(err, errlen, "token %s: larger than %u bytes", path,
+			zt_errf(err, errlen, "token %s: larger than %u bytes", path,
 				ZT_CACLIENT_MAX_TOKEN);
 			break;
 		}
@@ -103,7 +91,7 @@ static int token_read(const char *path, char **tok, char *err, size_t errlen)
 	for (size_t i = a; !ret && i < n; i++)
 		if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f) {
 			ret = -EINVAL;
-			set_err(err, errlen, "token %s: control character at byte %zu", path, i);
+			zt_errf(err, errlen, "token %s: control character at byte %zu", path, i);
 		}
 	if (ret || n == a) {
 		explicit_bzero(buf, ZT_CACLIENT_MAX_TOKEN + 1);
@@ -312,11 +300,11 @@ static int answer_take(const uint8_t *msg, size_t len, const struct zt_identity 
 	int ret = -EBADMSG;
 	pb_istream_t is = pb_istream_from_buffer(msg, len);
 	if (!pb_decode(&is, istio_v1_auth_IstioCertificateResponse_fields, &resp)) {
-		set_err(err, errlen, "not an IstioCertificateResponse (%s)", PB_GET_ERROR(&is));
+		zt_errf(err, errlen, "not an IstioCertificateResponse (%s)", PB_GET_ERROR(&is));
 		goto out;
 	}
 	if (resp.cert_chain_count < 2) {
-		set_err(err, errlen, "cert_chain has %u element%s, want the leaf and the root(s)",
+		zt_errf(err, errlen, "cert_chain has %u element%s, want the leaf and the root(s)",
 			(unsigned)resp.cert_chain_count, resp.cert_chain_count == 1 ? "" : "s");
 		goto out;
 	}
@@ -330,23 +318,23 @@ static int answer_take(const uint8_t *msg, size_t len, const struct zt_identity 
 			goto out;
 		}
 		if (r == -E2BIG) {
-			set_err(err, errlen, "more than %d certificates", MAX_CERTS);
+			zt_errf(err, errlen, "more than %d certificates", MAX_CERTS);
 			goto out;
 		}
 		if (r < 0) {
-			set_err(err, errlen, "cert_chain[%u] is not PEM certificates", (unsigned)i);
+			zt_errf(err, errlen, "cert_chain[%u] is not PEM certificates", (unsigned)i);
 			goto out;
 		}
 	}
 	for (size_t i = 0; i < a.n; i++) {
 		struct zt_cert_info ci;
 		if (zt_cert_info(a.c[i].data, a.c[i].len, &ci) < 0) {
-			set_err(err, errlen, "certificate #%zu does not parse", i);
+			zt_errf(err, errlen, "certificate #%zu does not parse", i);
 			goto out;
 		}
 		if (i == 0) {
 			if (ci.is_ca) {
-				set_err(err, errlen, "the leaf is a CA certificate");
+				zt_errf(err, errlen, "the leaf is a CA certificate");
 				goto out;
 			}
 			out->not_before = ci.not_before;
@@ -360,33 +348,33 @@ static int answer_take(const uint8_t *msg, size_t len, const struct zt_identity 
 		goto out;
 	}
 	if (r < 0) {
-		set_err(err, errlen, "leaf: %s", zt_identity_strerror(r));
+		zt_errf(err, errlen, "leaf: %s", zt_identity_strerror(r));
 		goto out;
 	}
 	if (!zt_identity_eq(&got, id)) {
-		set_err(err, errlen, "the leaf is for %s, not the identity asked for", got.uri);
+		zt_errf(err, errlen, "the leaf is for %s, not the identity asked for", got.uri);
 		goto out;
 	}
 	uint8_t pt[P256_POINT];
 	if ((r = key_point(key_pem, pt)) < 0) {
 		ret = r == -ENOMEM ? r : -EIO;
-		set_err(err, errlen, "our own key does not decode");
+		zt_errf(err, errlen, "our own key does not decode");
 		goto out;
 	}
 	if (!leaf_has_key(&a.c[0], pt)) {
-		set_err(err, errlen, "the leaf's public key is not the one in our CSR");
+		zt_errf(err, errlen, "the leaf's public key is not the one in our CSR");
 		goto out;
 	}
 	const char *why = "";
 	if ((r = chain_verifies(&a, &why)) < 0) {
 		ret = r;
-		set_err(err, errlen, "%s", r == -ENOMEM ? "out of memory" : why);
+		zt_errf(err, errlen, "%s", r == -ENOMEM ? "out of memory" : why);
 		goto out;
 	}
 	if ((ret = pem_join(&a, 0, 1, &out->cert_pem)) < 0 ||
 	    (ret = pem_join(&a, 0, a.n_chain, &out->chain_pem)) < 0 ||
 	    (ret = pem_join(&a, a.n_chain, a.n, roots)) < 0) {
-		set_err(err, errlen, "cannot re-encode the certificates");
+		zt_errf(err, errlen, "cannot re-encode the certificates");
 		goto out;
 	}
 	ret = 0;
@@ -407,7 +395,7 @@ int zt_caclient_issue(const struct zt_caclient_opts *o, const struct zt_identity
 	if (err && errlen)
 		err[0] = '\0';
 	if (!o || !o->address || !*o->address || !id || !id->len) {
-		set_err(err, errlen, "CA: no address or no identity");
+		zt_errf(err, errlen, "CA: no address or no identity");
 		return -EINVAL;
 	}
 	if (!ttl_s)
@@ -420,17 +408,17 @@ int zt_caclient_issue(const struct zt_caclient_opts *o, const struct zt_identity
 	struct zt_grpc_reply rep = {0};
 	int ret = token_read(o->token_path, &token, why, sizeof why);
 	if (ret < 0) {
-		set_err(err, errlen, "CA %s for %s: %s", o->address, id->uri,
+		zt_errf(err, errlen, "CA %s for %s: %s", o->address, id->uri,
 			ret == -ENOMEM ? "out of memory" : why);
 		return ret;
 	}
 	if ((ret = zt_csr_build(id, &csr)) < 0) {
-		set_err(err, errlen, "CA %s for %s: cannot build the CSR (%s)", o->address, id->uri,
+		zt_errf(err, errlen, "CA %s for %s: cannot build the CSR (%s)", o->address, id->uri,
 			strerror(-ret));
 		goto out;
 	}
 	if ((ret = request_encode(csr.csr_pem, ttl_s, id->uri, &req, &req_len)) < 0) {
-		set_err(err, errlen, "CA %s for %s: cannot encode the request (%s)", o->address,
+		zt_errf(err, errlen, "CA %s for %s: cannot encode the request (%s)", o->address,
 			id->uri, strerror(-ret));
 		goto out;
 	}
@@ -441,7 +429,7 @@ int zt_caclient_issue(const struct zt_caclient_opts *o, const struct zt_identity
 		size_t n = strlen(token) + sizeof "Bearer ";
 		if (!(bearer = malloc(n))) {
 			ret = -ENOMEM;
-			set_err(err, errlen, "CA %s for %s: out of memory", o->address, id->uri);
+			zt_errf(err, errlen, "CA %s for %s: out of memory", o->address, id->uri);
 			goto out;
 		}
 		snprintf(bearer, n, "Bearer %s", token);
@@ -458,14 +446,14 @@ int zt_caclient_issue(const struct zt_caclient_opts *o, const struct zt_identity
 	};
 	int st = zt_grpc_unary(&go, ZT_CACLIENT_PATH, md, n_md, req, req_len, timeout_ms, &rep);
 	if (st != ZT_GRPC_OK) {
-		set_err(err, errlen, "CA %s for %s: %s: %s", o->address, id->uri,
+		zt_errf(err, errlen, "CA %s for %s: %s: %s", o->address, id->uri,
 			zt_grpc_code_name(st), rep.message ? rep.message : "");
 		ret = st;
 		goto out;
 	}
 	ret = answer_take(rep.data, rep.len, id, csr.key_pem, out, roots_pem, why, sizeof why);
 	if (ret < 0) {
-		set_err(err, errlen, "CA %s for %s: answer refused: %s", o->address, id->uri,
+		zt_errf(err, errlen, "CA %s for %s: answer refused: %s", o->address, id->uri,
 			ret == -ENOMEM && !why[0] ? "out of memory" : why);
 		goto out;
 	}

@@ -32,6 +32,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/strfmt.h"
 #include "hbone/ca.h"
 
 #define DER_MAX 4096       /* a leaf is ~600 bytes, a root ~450 */
@@ -47,19 +48,6 @@ struct zt_ca {
 	char *pem;
 	time_t not_before, not_after;
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (!err || !errlen)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /* ---- DER pieces ---- */
 
@@ -667,7 +655,7 @@ int zt_ca_load_pem(struct zt_ca **out, const char *cert_pem, size_t cert_len,
 {
 	*out = NULL;
 	if (cert_len > INT32_MAX || key_len > INT32_MAX) {
-		set_err(err, errlen, "input too large");
+		zt_errf(err, errlen, "input too large");
 		return -EINVAL;
 	}
 	struct zt_ca *ca = ca_new();
@@ -682,37 +670,37 @@ int zt_ca_load_pem(struct zt_ca **out, const char *cert_pem, size_t cert_len,
 	int n = wc_CertPemToDer((const unsigned char *)cert_pem, (int)cert_len, der,
 				(int)cert_len, CERT_TYPE);
 	if (n <= 0) {
-		set_err(err, errlen, "certificate: no PEM CERTIFICATE block that decodes");
+		zt_errf(err, errlen, "certificate: no PEM CERTIFICATE block that decodes");
 		goto fail;
 	}
 	dc = decode(der, (size_t)n, CERT_TYPE, NO_VERIFY);
 	if (!dc) {
-		set_err(err, errlen, "certificate: cannot be parsed");
+		zt_errf(err, errlen, "certificate: cannot be parsed");
 		goto fail;
 	}
 	if (!dc->isCA) {
-		set_err(err, errlen, "certificate: not a CA (basicConstraints CA:TRUE missing)");
+		zt_errf(err, errlen, "certificate: not a CA (basicConstraints CA:TRUE missing)");
 		goto fail;
 	}
 	if (dc->extKeyUsageSet && !(dc->extKeyUsage & KEYUSE_KEY_CERT_SIGN)) {
-		set_err(err, errlen, "certificate: keyUsage lacks keyCertSign");
+		zt_errf(err, errlen, "certificate: keyUsage lacks keyCertSign");
 		goto fail;
 	}
 	if (dc->keyOID != ECDSAk || dc->pkCurveOID != ECC_SECP256R1_OID) {
-		set_err(err, errlen, "certificate: key is not ECDSA P-256");
+		zt_errf(err, errlen, "certificate: key is not ECDSA P-256");
 		goto fail;
 	}
 	if ((ret = key_from_pem(key_pem, key_len, &ca->key)) < 0) {
-		set_err(err, errlen, "key: not an unencrypted P-256 private key in PEM");
+		zt_errf(err, errlen, "key: not an unencrypted P-256 private key in PEM");
 		goto fail;
 	}
 	if (!key_matches(ca, dc)) {
 		ret = -EINVAL;
-		set_err(err, errlen, "key does not match the certificate");
+		zt_errf(err, errlen, "key does not match the certificate");
 		goto fail;
 	}
 	if ((ret = ca_set_cert(ca, der, (size_t)n)) < 0) {
-		set_err(err, errlen, "certificate: validity cannot be read");
+		zt_errf(err, errlen, "certificate: validity cannot be read");
 		goto fail;
 	}
 	decoded_free(dc);
@@ -773,12 +761,12 @@ int zt_ca_load_files(struct zt_ca **out, const char *cert_path, const char *key_
 	*out = NULL;
 	int ret = read_file(cert_path, &c, &cl);
 	if (ret < 0) {
-		set_err(err, errlen, "%s: %s", cert_path, strerror(-ret));
+		zt_errf(err, errlen, "%s: %s", cert_path, strerror(-ret));
 		return ret;
 	}
 	ret = read_file(key_path, &k, &kl);
 	if (ret < 0) {
-		set_err(err, errlen, "%s: %s", key_path, strerror(-ret));
+		zt_errf(err, errlen, "%s: %s", key_path, strerror(-ret));
 		free(c);
 		return ret;
 	}
@@ -787,7 +775,7 @@ int zt_ca_load_files(struct zt_ca **out, const char *cert_path, const char *key_
 	if (ret < 0) {
 		/* name the file the reason is about */
 		bool about_key = strncmp(why, "key", 3) == 0;
-		set_err(err, errlen, "%s: %s", about_key ? key_path : cert_path,
+		zt_errf(err, errlen, "%s: %s", about_key ? key_path : cert_path,
 			why[0] ? why : strerror(-ret));
 	}
 	explicit_bzero(k, kl);
@@ -836,17 +824,17 @@ int zt_ca_save_files(const struct zt_ca *ca, const char *cert_path, const char *
 	/* wolfCrypt's export takes a non-const key; it does not modify it. */
 	int ret = key_to_pem((ecc_key *)&ca->key, &key_pem);
 	if (ret < 0) {
-		set_err(err, errlen, "cannot encode the CA key");
+		zt_errf(err, errlen, "cannot encode the CA key");
 		return ret;
 	}
 	ret = write_file_atomic(key_path, key_pem, strlen(key_pem), 0600);
 	if (ret < 0) {
-		set_err(err, errlen, "%s: %s", key_path, strerror(-ret));
+		zt_errf(err, errlen, "%s: %s", key_path, strerror(-ret));
 		goto out;
 	}
 	ret = write_file_atomic(cert_path, ca->pem, strlen(ca->pem), 0644);
 	if (ret < 0)
-		set_err(err, errlen, "%s: %s", cert_path, strerror(-ret));
+		zt_errf(err, errlen, "%s: %s", cert_path, strerror(-ret));
 out:
 	explicit_bzero(key_pem, strlen(key_pem));
 	free(key_pem);
@@ -969,7 +957,7 @@ int zt_ca_sign_csr(struct zt_ca *ca, const char *csr_pem, size_t len,
 {
 	memset(out, 0, sizeof *out);
 	if (len > INT32_MAX) {
-		set_err(err, errlen, "CSR too large");
+		zt_errf(err, errlen, "CSR too large");
 		return -EINVAL;
 	}
 	uint8_t *der = malloc(len ? len : 1);
@@ -983,17 +971,17 @@ int zt_ca_sign_csr(struct zt_ca *ca, const char *csr_pem, size_t len,
 	int n = wc_CertPemToDer((const unsigned char *)csr_pem, (int)len, der, (int)len,
 				CERTREQ_TYPE);
 	if (n <= 0) {
-		set_err(err, errlen, "no PEM CERTIFICATE REQUEST block that decodes");
+		zt_errf(err, errlen, "no PEM CERTIFICATE REQUEST block that decodes");
 		goto out;
 	}
 	/* VERIFY on a request checks its self-signature with its own key. */
 	dc = decode(der, (size_t)n, CERTREQ_TYPE, VERIFY);
 	if (!dc) {
-		set_err(err, errlen, "CSR cannot be parsed or its signature does not verify");
+		zt_errf(err, errlen, "CSR cannot be parsed or its signature does not verify");
 		goto out;
 	}
 	if (dc->keyOID != ECDSAk || dc->pkCurveOID != ECC_SECP256R1_OID) {
-		set_err(err, errlen, "CSR key is not ECDSA P-256");
+		zt_errf(err, errlen, "CSR key is not ECDSA P-256");
 		goto out;
 	}
 	const DNS_entry *uri = NULL;
@@ -1004,16 +992,16 @@ int zt_ca_sign_csr(struct zt_ca *ca, const char *csr_pem, size_t len,
 			n_uri++;
 		}
 	if (n_uri != 1) {
-		set_err(err, errlen, "CSR must carry exactly one URI SAN, it has %d", n_uri);
+		zt_errf(err, errlen, "CSR must carry exactly one URI SAN, it has %d", n_uri);
 		goto out;
 	}
 	int r = zt_identity_parse(&id, uri->name, (size_t)uri->len);
 	if (r < 0) {
-		set_err(err, errlen, "CSR URI SAN: %s", zt_identity_strerror(r));
+		zt_errf(err, errlen, "CSR URI SAN: %s", zt_identity_strerror(r));
 		goto out;
 	}
 	if (expect && !zt_identity_eq(&id, expect)) {
-		set_err(err, errlen, "CSR identity %s is not the expected %s", id.uri,
+		zt_errf(err, errlen, "CSR identity %s is not the expected %s", id.uri,
 			expect->uri);
 		ret = -EPERM;
 		goto out;
@@ -1025,12 +1013,12 @@ int zt_ca_sign_csr(struct zt_ca *ca, const char *csr_pem, size_t len,
 	pub_init = true;
 	word32 idx = 0;
 	if (wc_EccPublicKeyDecode(dc->publicKey, &idx, &pub, dc->pubKeySize) != 0) {
-		set_err(err, errlen, "CSR public key does not decode");
+		zt_errf(err, errlen, "CSR public key does not decode");
 		goto out;
 	}
 	ret = make_leaf(ca, &pub, &id, now, ttl, out);
 	if (ret < 0)
-		set_err(err, errlen, "signing failed");
+		zt_errf(err, errlen, "signing failed");
 out:
 	if (pub_init)
 		wc_ecc_free(&pub);

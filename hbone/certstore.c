@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/strfmt.h"
 #include "hbone/ca.h"
 #include "hbone/certstore.h"
 
@@ -43,19 +44,6 @@ struct der_list {
 	size_t n, cap;
 	bool owned; /* v[i].data malloc'd */
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (!err || !errlen)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static void pend_clear(struct pend *p)
 {
@@ -247,12 +235,12 @@ static int pend_from_input(struct pend *p, const struct zt_cert_input *in, size_
 	int ret = zt_pem_each_cert(in->chain_pem, in->chain_len, der_list_add, &certs);
 	if (ret < 0) {
 		if (ret != -ENOMEM)
-			set_err(err, errlen, "%s: chain is not PEM certificates", who);
+			zt_errf(err, errlen, "%s: chain is not PEM certificates", who);
 		goto fail;
 	}
 	ret = -EINVAL;
 	if (is_root(roots, n_roots, certs.v[0].data, certs.v[0].len)) {
-		set_err(err, errlen, "%s: chain starts with a trust root", who);
+		zt_errf(err, errlen, "%s: chain starts with a trust root", who);
 		goto fail;
 	}
 	/* Concatenate leaf and intermediates, dropping roots: ours, and any other
@@ -280,33 +268,33 @@ static int pend_from_input(struct pend *p, const struct zt_cert_input *in, size_
 
 	int r = zt_identity_from_der(&p->id, p->chain, p->leaf_len);
 	if (r < 0) {
-		set_err(err, errlen, "%s: %s", who, zt_identity_strerror(r));
+		zt_errf(err, errlen, "%s: %s", who, zt_identity_strerror(r));
 		ret = r == -ZT_ID_ENOMEM ? -ENOMEM : -EINVAL;
 		goto fail;
 	}
 	if (in->id && !zt_identity_eq(&p->id, in->id)) {
-		set_err(err, errlen, "%s: certificate is for %s", who, p->id.uri);
+		zt_errf(err, errlen, "%s: certificate is for %s", who, p->id.uri);
 		goto fail;
 	}
 	snprintf(who, sizeof who, "%s", p->id.uri);
 	if (zt_cert_info(p->chain, p->leaf_len, &p->info) < 0) {
-		set_err(err, errlen, "%s: validity cannot be read", who);
+		zt_errf(err, errlen, "%s: validity cannot be read", who);
 		goto fail;
 	}
 	if (p->info.is_ca) {
-		set_err(err, errlen, "%s: leaf is a CA certificate", who);
+		zt_errf(err, errlen, "%s: leaf is a CA certificate", who);
 		goto fail;
 	}
 	ret = zt_pem_key_to_der(in->key_pem, in->key_len, &p->key, &p->key_len);
 	if (ret < 0) {
 		if (ret != -ENOMEM)
-			set_err(err, errlen, "%s: key is not a P-256 private key in PEM", who);
+			zt_errf(err, errlen, "%s: key is not a P-256 private key in PEM", who);
 		goto fail;
 	}
 	const char *why = NULL;
 	if ((ret = verify_chain(p, roots, n_roots, &why)) < 0) {
 		if (why)
-			set_err(err, errlen, "%s: %s", who, why);
+			zt_errf(err, errlen, "%s: %s", who, why);
 		goto fail;
 	}
 	/* What the shards will do, done once here so that they cannot fail. */
@@ -314,13 +302,13 @@ static int pend_from_input(struct pend *p, const struct zt_cert_input *in, size_
 	ret = ctx_make(p->chain, p->chain_len, p->key, p->key_len, roots, n_roots,
 		       ZT_TLS_SERVER, &ctx);
 	if (ret < 0) {
-		set_err(err, errlen, "%s: wolfSSL does not load the certificate and key", who);
+		zt_errf(err, errlen, "%s: wolfSSL does not load the certificate and key", who);
 		goto fail;
 	}
 	r = wolfSSL_CTX_check_private_key(ctx);
 	wolfSSL_CTX_free(ctx);
 	if (r != WOLFSSL_SUCCESS) {
-		set_err(err, errlen, "%s: key does not match the certificate", who);
+		zt_errf(err, errlen, "%s: key does not match the certificate", who);
 		ret = -EINVAL;
 		goto fail;
 	}
@@ -348,7 +336,7 @@ static int assemble(struct pend *v, size_t n, const struct zt_der *roots, size_t
 	qsort(v, n, sizeof *v, cmp_pend);
 	for (size_t i = 1; i < n; i++)
 		if (zt_identity_eq(&v[i - 1].id, &v[i].id)) {
-			set_err(err, errlen, "%s: listed twice", v[i].id.uri);
+			zt_errf(err, errlen, "%s: listed twice", v[i].id.uri);
 			return -EINVAL;
 		}
 	size_t head = ALIGN8(sizeof(struct zt_certstore));
@@ -404,20 +392,20 @@ static int roots_from_pem(const char *pem, size_t len, struct der_list *roots, c
 	memset(roots, 0, sizeof *roots);
 	roots->owned = true;
 	if (!pem || !len) {
-		set_err(err, errlen, "no trust roots");
+		zt_errf(err, errlen, "no trust roots");
 		return -EINVAL;
 	}
 	int ret = zt_pem_each_cert(pem, len, der_list_add, roots);
 	if (ret < 0) {
 		if (ret != -ENOMEM)
-			set_err(err, errlen, "trust roots: not PEM certificates");
+			zt_errf(err, errlen, "trust roots: not PEM certificates");
 		der_list_free(roots);
 		return ret;
 	}
 	for (size_t i = 0; i < roots->n; i++) {
 		struct zt_cert_info info;
 		if (zt_cert_info(roots->v[i].data, roots->v[i].len, &info) < 0 || !info.is_ca) {
-			set_err(err, errlen, "trust root #%zu is not a CA certificate", i);
+			zt_errf(err, errlen, "trust root #%zu is not a CA certificate", i);
 			der_list_free(roots);
 			return -EINVAL;
 		}

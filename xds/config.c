@@ -27,6 +27,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/strfmt.h"
 #include "xds/arena.h"
 #include "xds/cfgtree.h"
 #include "xds/snapshot-int.h"
@@ -55,21 +56,6 @@ struct ctx {
 	struct zt_config_where *where; /* element an error is in, or NULL */
 };
 
-static void append(char *buf, size_t cap, size_t *off, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static void append(char *buf, size_t cap, size_t *off, const char *fmt, ...)
-{
-	if (*off >= cap - 1)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(buf + *off, cap - *off, fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		*off = *off + (size_t)n < cap ? *off + (size_t)n : cap - 1;
-}
-
 /* "\"text\"" with control bytes escaped, cut after 64 bytes (on a UTF-8
  * boundary) with "...". */
 static const char *quote(char *out, size_t cap, const char *s, size_t len)
@@ -77,21 +63,21 @@ static const char *quote(char *out, size_t cap, const char *s, size_t len)
 	size_t off = 0, lim = len > 64 ? 64 : len;
 	while (lim < len && lim > 0 && ((unsigned char)s[lim] & 0xC0) == 0x80)
 		lim--;
-	append(out, cap, &off, "\"");
+	zt_appendf(out, cap, &off, "\"");
 	for (size_t i = 0; i < lim; i++) {
 		unsigned char ch = (unsigned char)s[i];
 		if (ch == '"' || ch == '\\')
-			append(out, cap, &off, "\\%c", ch);
+			zt_appendf(out, cap, &off, "\\%c", ch);
 		else if (ch == '\n')
-			append(out, cap, &off, "\\n");
+			zt_appendf(out, cap, &off, "\\n");
 		else if (ch == '\t')
-			append(out, cap, &off, "\\t");
+			zt_appendf(out, cap, &off, "\\t");
 		else if (ch < 0x20 || ch == 0x7f)
-			append(out, cap, &off, "\\x%02x", ch);
+			zt_appendf(out, cap, &off, "\\x%02x", ch);
 		else
-			append(out, cap, &off, "%c", ch);
+			zt_appendf(out, cap, &off, "%c", ch);
 	}
-	append(out, cap, &off, lim < len ? "\"..." : "\"");
+	zt_appendf(out, cap, &off, lim < len ? "\"..." : "\"");
 	return out;
 }
 
@@ -103,16 +89,16 @@ static void format_path(char *buf, size_t cap, size_t *off, const struct path *p
 	format_path(buf, cap, off, p->up);
 	switch (p->kind) {
 	case 'f':
-		append(buf, cap, off, "%s%s", *off ? "." : "", p->s);
+		zt_appendf(buf, cap, off, "%s%s", *off ? "." : "", p->s);
 		break;
 	case 'i':
-		append(buf, cap, off, "[%zu]", p->i);
+		zt_appendf(buf, cap, off, "[%zu]", p->i);
 		break;
 	case 'k':
-		append(buf, cap, off, "[%s]", quote(q, sizeof(q), p->s, strlen(p->s)));
+		zt_appendf(buf, cap, off, "[%s]", quote(q, sizeof(q), p->s, strlen(p->s)));
 		break;
 	default:
-		append(buf, cap, off, "[%s]", p->s);
+		zt_appendf(buf, cap, off, "[%s]", p->s);
 		break;
 	}
 }
@@ -155,9 +141,9 @@ static int fail(struct ctx *c, const struct path *p, const char *fmt, ...)
 	size_t m = 0;
 	c->err->msg[0] = 0;
 	if (off)
-		append(c->err->msg, sizeof(c->err->msg), &m, "%s: %s: %s", c->name, path, reason);
+		zt_appendf(c->err->msg, sizeof(c->err->msg), &m, "%s: %s: %s", c->name, path, reason);
 	else
-		append(c->err->msg, sizeof(c->err->msg), &m, "%s: %s", c->name, reason);
+		zt_appendf(c->err->msg, sizeof(c->err->msg), &m, "%s: %s", c->name, reason);
 	return -EINVAL;
 }
 
@@ -301,7 +287,7 @@ static void join_names(char *buf, size_t cap, const char *const *names)
 	while (names[n])
 		n++;
 	for (size_t i = 0; i < n; i++)
-		append(buf, cap, &off, "%s%s", i == 0 ? "" : (i + 1 == n ? " or " : ", "), names[i]);
+		zt_appendf(buf, cap, &off, "%s%s", i == 0 ? "" : (i + 1 == n ? " or " : ", "), names[i]);
 }
 
 static int get_enum(struct ctx *c, const struct path *p, const struct zt_cnode *n,
@@ -1465,6 +1451,23 @@ static enum zt_config_format sniff(const char *data, size_t len)
 	return i < len && data[i] == '{' ? ZT_CONFIG_JSON : ZT_CONFIG_YAML;
 }
 
+/* The end of zt_config_parse and zt_config_build_tree: unless r already says
+ * why not, build the snapshot s (in arena c->a) from root; the scratch arena
+ * c->t goes either way, c->a with a failure. */
+static int finish(struct ctx *c, int r, const struct zt_cnode *root, struct zt_snapshot *s,
+		  struct zt_snapshot **out)
+{
+	if (!r)
+		r = build(c, root, s);
+	zt_arena_destroy(c->t);
+	if (r) {
+		zt_arena_destroy(c->a);
+		return r;
+	}
+	*out = s;
+	return 0;
+}
+
 int zt_config_parse(const char *data, size_t len, enum zt_config_format fmt, const char *name,
 		    struct zt_snapshot **out, struct zt_config_error *err)
 {
@@ -1497,19 +1500,10 @@ int zt_config_parse(const char *data, size_t len, enum zt_config_format fmt, con
 		r = oom(&c);
 		goto fail;
 	}
-	if (r) {
+	if (r)
 		snprintf(c.err->msg, sizeof(c.err->msg), "%s: %s", c.name, perr);
-		goto fail;
-	}
-	if ((r = build(&c, root, s)))
-		goto fail;
-	zt_arena_destroy(c.t);
-	*out = s;
-	return 0;
 fail:
-	zt_arena_destroy(c.t);
-	zt_arena_destroy(c.a);
-	return r;
+	return finish(&c, r, root, s, out);
 }
 
 int zt_config_build_tree(const struct zt_cnode *root, const char *name, struct zt_snapshot **out,
@@ -1517,7 +1511,6 @@ int zt_config_build_tree(const struct zt_cnode *root, const char *name, struct z
 {
 	struct zt_config_error dummy;
 	struct ctx c = {.name = name ? name : "xds", .err = err ? err : &dummy, .where = where};
-	int r;
 
 	*out = NULL;
 	c.err->msg[0] = 0;
@@ -1526,19 +1519,7 @@ int zt_config_build_tree(const struct zt_cnode *root, const char *name, struct z
 	c.t = zt_arena_new();
 	c.a = zt_arena_new();
 	struct zt_snapshot *s = c.a ? zt_snapshot_new_in(c.a) : NULL;
-	if (!c.t || !s) {
-		r = oom(&c);
-		goto fail;
-	}
-	if ((r = build(&c, root, s)))
-		goto fail;
-	zt_arena_destroy(c.t);
-	*out = s;
-	return 0;
-fail:
-	zt_arena_destroy(c.t);
-	zt_arena_destroy(c.a);
-	return r;
+	return finish(&c, !c.t || !s ? oom(&c) : 0, root, s, out);
 }
 
 int zt_config_build_lists(const struct zt_cnode *const *workloads, size_t n_workloads,

@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "common/strfmt.h"
 #include "xds/arena.h"
 #include "xds/cfgtree.h"
 #include "xds/xdsconv.h"
@@ -50,21 +51,6 @@ struct ppath {
 #define I(u, i) ((struct ppath){(u), NULL, (i), NULL})
 #define K(u, k) ((struct ppath){(u), NULL, 0, (k)})
 
-static void put(char *buf, size_t cap, size_t *off, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static void put(char *buf, size_t cap, size_t *off, const char *fmt, ...)
-{
-	if (*off >= cap - 1)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(buf + *off, cap - *off, fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		*off = *off + (size_t)n < cap ? *off + (size_t)n : cap - 1;
-}
-
 /* Printable form of untrusted text: control bytes, quotes and backslashes
  * escaped, cut after 64 bytes with "...". */
 static void put_text(char *buf, size_t cap, size_t *off, const char *s)
@@ -73,14 +59,14 @@ static void put_text(char *buf, size_t cap, size_t *off, const char *s)
 	for (i = 0; s[i] && i < 64; i++) {
 		unsigned char ch = (unsigned char)s[i];
 		if (ch == '"' || ch == '\\')
-			put(buf, cap, off, "\\%c", ch);
+			zt_appendf(buf, cap, off, "\\%c", ch);
 		else if (ch < 0x20 || ch == 0x7f)
-			put(buf, cap, off, "\\x%02x", ch);
+			zt_appendf(buf, cap, off, "\\x%02x", ch);
 		else
-			put(buf, cap, off, "%c", ch);
+			zt_appendf(buf, cap, off, "%c", ch);
 	}
 	if (s[i])
-		put(buf, cap, off, "...");
+		zt_appendf(buf, cap, off, "...");
 }
 
 static void put_path(char *buf, size_t cap, size_t *off, const struct ppath *p)
@@ -89,13 +75,13 @@ static void put_path(char *buf, size_t cap, size_t *off, const struct ppath *p)
 		return;
 	put_path(buf, cap, off, p->up);
 	if (p->field) {
-		put(buf, cap, off, "%s%s", *off ? "." : "", p->field);
+		zt_appendf(buf, cap, off, "%s%s", *off ? "." : "", p->field);
 	} else if (p->key) {
-		put(buf, cap, off, "[\"");
+		zt_appendf(buf, cap, off, "[\"");
 		put_text(buf, cap, off, p->key);
-		put(buf, cap, off, "\"]");
+		zt_appendf(buf, cap, off, "\"]");
 	} else {
-		put(buf, cap, off, "[%zu]", p->idx);
+		zt_appendf(buf, cap, off, "[%zu]", p->idx);
 	}
 }
 
@@ -115,8 +101,8 @@ static int fail(struct cv *c, const struct ppath *p, const char *fmt, ...)
 	c->err->msg[0] = 0;
 	put_text(c->err->msg, sizeof(c->err->msg), &m, c->name);
 	if (off)
-		put(c->err->msg, sizeof(c->err->msg), &m, ": %s", path);
-	put(c->err->msg, sizeof(c->err->msg), &m, ": %s", reason);
+		zt_appendf(c->err->msg, sizeof(c->err->msg), &m, ": %s", path);
+	zt_appendf(c->err->msg, sizeof(c->err->msg), &m, ": %s", reason);
 	return -EINVAL;
 }
 
@@ -125,7 +111,7 @@ static int oom(struct cv *c)
 	size_t m = 0;
 	c->err->msg[0] = 0;
 	put_text(c->err->msg, sizeof(c->err->msg), &m, c->name);
-	put(c->err->msg, sizeof(c->err->msg), &m, ": out of memory");
+	zt_appendf(c->err->msg, sizeof(c->err->msg), &m, ": out of memory");
 	return -ENOMEM;
 }
 
