@@ -214,6 +214,9 @@ class Xds:
             for url in list(sent):
                 resp = self.response(url, values.get(url, {}), sent[url])
                 if resp is not None:
+                    self.log.write(rpc="xds", event="push", type_url=url, nonce=resp.nonce,
+                                   resources=len(resp.resources),
+                                   removed=len(resp.removed_resources))
                     yield resp.SerializeToString()
 
 
