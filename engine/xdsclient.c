@@ -26,6 +26,7 @@
 #define BACKOFF_MIN_MS 10u
 #define BACKOFF_MAX_MS 15000u
 #define NACK_MAX 4096 /* bytes of error_detail.message */
+#define MAX_DROPS 64u /* resources left out of one rebuild before it is given up */
 /* A rebuild decodes every resource into a scratch arena and frees it; the
  * heap keeps that peak (about half of zring's RSS with 50k workloads). Once
  * updates have been quiet this long, hand the free memory back to the system.
@@ -46,8 +47,11 @@ struct res {
 	size_t len;
 };
 
+/* Resources in arrival order (a replaced one keeps its place), so that when
+ * two conflict (a duplicate uid or VIP) the one that came later is the one
+ * left out: an established service is not displaced by a newcomer. */
 struct rtable {
-	struct res *head;
+	struct res *head, *tail;
 	struct res **buckets;
 	size_t nbuckets, n;
 };
@@ -125,6 +129,8 @@ static void rt_remove(struct rtable *t, struct res *r)
 		t->head = r->next;
 	if (r->next)
 		r->next->prev = r->prev;
+	else
+		t->tail = r->prev;
 	t->n--;
 	res_free(r);
 }
@@ -169,10 +175,12 @@ static int rt_put(struct rtable *t, const char *name, const char *version, const
 	size_t i = hash_str(name) & (t->nbuckets - 1);
 	r->hnext = t->buckets[i];
 	t->buckets[i] = r;
-	r->next = t->head;
-	if (t->head)
-		t->head->prev = r;
-	t->head = r;
+	r->prev = t->tail;
+	if (t->tail)
+		t->tail->next = r;
+	else
+		t->head = r;
+	t->tail = r;
 	t->n++;
 	return 0;
 }
@@ -262,8 +270,15 @@ static int rebuild(struct zt_xds *x, struct zt_snapshot **out, struct errs *e,
 	}
 	*decode_ns = zt_now_ns() - t0;
 	/* A resource that conflicts or fails validation is dropped and the build
-	 * retried: at most once per resource. */
+	 * retried; each try is a whole build, so after MAX_DROPS of them the update
+	 * is refused as a whole (the previous snapshot keeps serving). */
+	r = -EINVAL;
 	for (size_t tries = 0; tries <= n_wl + n_sv + n_po; tries++) {
+		if (tries > MAX_DROPS) {
+			errs_add(e, "more than %u resources left out: keeping the previous "
+				    "configuration", MAX_DROPS);
+			break;
+		}
 		for (size_t i = 0; i < n_wl; i++)
 			nw[i] = wl[i].node;
 		for (size_t i = 0; i < n_sv; i++)

@@ -207,6 +207,26 @@ def body(ctx):
         del doc["address"]["Kubernetes//Pod/%s/broken" % NS]
         write()
 
+        # 3b. a resource that decodes but does not fit: a second service on echo's VIP
+        n_nack = len([r for r in records(rpc="xds") if "error_detail" in r])
+        dup = echo_svc()
+        dup["proto"]["service"]["name"] = "dup"
+        dup["proto"]["service"]["hostname"] = "dup.%s.svc.cluster.local" % NS
+        doc["address"]["%s/dup.%s.svc.cluster.local" % (NS, NS)] = dup
+        write()
+        nacks = ztlib.wait_until(lambda: [r for r in records(rpc="xds") if "error_detail" in r]
+                                 [n_nack:], 10, "a NACK for the duplicate VIP")
+        msg = nacks[0]["error_detail"]["message"]
+        check("dup.%s.svc.cluster.local" % NS in msg, "NACK message %r names the duplicate", msg)
+        rc, res, summ = ztlib.ztdata_client(ctx, pods["client"], "%s:8000" % VIP, "echo",
+                                            16 << 10, count=10, parallel=2, timeout=30)
+        check("ep-" in summ.get("servers", "") and "hb" not in summ["servers"],
+              "echo's VIP after the duplicate: %s", summ)
+        say("3b. a second service on echo's VIP: NACK %r; the VIP still serves echo: %s", msg,
+            summ["servers"])
+        del doc["address"]["%s/dup.%s.svc.cluster.local" % (NS, NS)]
+        write()
+
         # 4. istiod goes away, then comes back
         istiod.stop()
         time.sleep(1)
