@@ -22,6 +22,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -356,7 +357,24 @@ static int seq_push(struct cv *c, const struct ppath *p, struct zt_cnode *seq, s
 	return 0;
 }
 
-/* Set key -> v, replacing an earlier value of the same key. */
+/* Append key -> v to `map`; the caller knows that the key is new (or
+ * removes duplicates later, see dedup_map). */
+static int map_push(struct cv *c, const struct ppath *p, struct zt_cnode *map,
+		    const struct zt_cnode *key, struct zt_cnode *v)
+{
+	if (!v || !key)
+		return no_node(c, p);
+	void *pairs = map->pairs;
+	if (!grow(c, &pairs, map->n, sizeof(*map->pairs)))
+		return oom(c);
+	map->pairs = pairs;
+	map->pairs[map->n++] = (struct zt_cpair){key, v};
+	return 0;
+}
+
+/* Set key -> v, replacing an earlier value of the same key. A linear scan:
+ * for maps with a few fixed keys only (a map that input can make large uses
+ * map_push). */
 static int map_set_key(struct cv *c, const struct ppath *p, struct zt_cnode *map,
 		       const struct zt_cnode *key, struct zt_cnode *v)
 {
@@ -368,11 +386,55 @@ static int map_set_key(struct cv *c, const struct ppath *p, struct zt_cnode *map
 			map->pairs[i].val = v;
 			return 0;
 		}
-	void *pairs = map->pairs;
-	if (!grow(c, &pairs, map->n, sizeof(*map->pairs)))
+	return map_push(c, p, map, key, v);
+}
+
+struct keyref {
+	const struct zt_cnode *key;
+	uint32_t idx;
+};
+
+static int cmp_keyref(const void *x, const void *y)
+{
+	const struct keyref *a = x, *b = y;
+	if (a->key->len != b->key->len)
+		return a->key->len < b->key->len ? -1 : 1;
+	int d = memcmp(a->key->text, b->key->text, a->key->len);
+	if (d)
+		return d;
+	return a->idx < b->idx ? -1 : a->idx > b->idx;
+}
+
+/* Give a map filled by map_push protobuf's map semantics in O(n log n): of
+ * the pairs with one key, the first keeps its place and takes the last
+ * one's value; the others are removed. Returns 0 or -ENOMEM. */
+static int dedup_map(struct cv *c, struct zt_cnode *map)
+{
+	if (map->n < 2)
+		return 0;
+	struct keyref *refs = zt_arena_calloc(c->a, map->n, sizeof(*refs));
+	if (!refs)
 		return oom(c);
-	map->pairs = pairs;
-	map->pairs[map->n++] = (struct zt_cpair){key, v};
+	for (uint32_t i = 0; i < map->n; i++)
+		refs[i] = (struct keyref){map->pairs[i].key, i};
+	qsort(refs, map->n, sizeof(*refs), cmp_keyref);
+	bool dups = false;
+	for (uint32_t g = 0, e; g < map->n; g = e) {
+		for (e = g + 1; e < map->n && refs[e].key->len == refs[g].key->len &&
+				!memcmp(refs[e].key->text, refs[g].key->text, refs[g].key->len);
+		     e++)
+			map->pairs[refs[e].idx].key = NULL; /* removed below */
+		if (e - g > 1) {
+			map->pairs[refs[g].idx].val = map->pairs[refs[e - 1].idx].val;
+			dups = true;
+		}
+	}
+	uint32_t n = 0;
+	for (uint32_t i = 0; dups && i < map->n; i++)
+		if (map->pairs[i].key)
+			map->pairs[n++] = map->pairs[i];
+	if (dups)
+		map->n = n;
 	return 0;
 }
 
@@ -407,8 +469,8 @@ static int set_str(struct cv *c, const struct ppath *p, struct rd *r, int wt, st
 	return map_set(c, p, map, key, n);
 }
 
-/* Like set_str, but an empty string removes nothing and adds nothing: the
- * config default applies. */
+/* Like set_str, but an empty string (proto3's "unset") leaves the key out,
+ * removing an earlier value: the config default applies. */
 static int set_str_nonempty(struct cv *c, const struct ppath *p, struct rd *r, int wt,
 			    struct zt_cnode *map, const char *key)
 {
@@ -419,8 +481,12 @@ static int set_str_nonempty(struct cv *c, const struct ppath *p, struct rd *r, i
 		return rc;
 	if (n->len == 0) {
 		for (uint32_t i = 0; i < map->n; i++)
-			if (!strcmp(map->pairs[i].key->text, key))
-				map->pairs[i].val = n; /* an earlier value: last wins */
+			if (!strcmp(map->pairs[i].key->text, key)) { /* last wins */
+				memmove(&map->pairs[i], &map->pairs[i + 1],
+					(map->n - i - 1) * sizeof(*map->pairs));
+				map->n--; /* grow() still finds room: capacity >= implied */
+				break;
+			}
 		return 0;
 	}
 	return map_set(c, p, map, key, n);
@@ -593,9 +659,41 @@ static int gateway(struct cv *c, const struct ppath *p, struct rd r, struct zt_c
 	return 0;
 }
 
+/* The service ports of one port map, so that finding a duplicate costs the
+ * same with 65535 ports as with 3: a linear scan while the map is small, then
+ * a bitmap (filled from the map when it reaches PORTSET_SCAN ports). Lives on
+ * the stack of whoever fills the map; `on` starts false. */
+#define PORTSET_SCAN 16
+struct portset {
+	bool on;
+	uint64_t bits[65536 / 64];
+};
+
+static bool portset_test_set(struct portset *ps, const struct zt_cnode *pmap, uint32_t port)
+{
+	if (!ps->on && pmap->n < PORTSET_SCAN) {
+		for (uint32_t i = 0; i < pmap->n; i++)
+			if (pmap->pairs[i].key->i == port)
+				return true;
+		return false;
+	}
+	if (!ps->on) {
+		memset(ps->bits, 0, sizeof(ps->bits));
+		for (uint32_t i = 0; i < pmap->n; i++) {
+			uint32_t q = (uint32_t)pmap->pairs[i].key->i;
+			ps->bits[q / 64] |= 1ull << (q % 64);
+		}
+		ps->on = true;
+	}
+	bool seen = ps->bits[port / 64] >> (port % 64) & 1;
+	ps->bits[port / 64] |= 1ull << (port % 64);
+	return seen;
+}
+
 /* Port {service_port = 1, target_port = 2} into a port map: a service port
  * of 0 or above 65535 is an error, a target port 0 means "named port". */
-static int port_entry(struct cv *c, const struct ppath *p, struct rd r, struct zt_cnode *pmap)
+static int port_entry(struct cv *c, const struct ppath *p, struct rd r, struct zt_cnode *pmap,
+		      struct portset *ps)
 {
 	uint32_t sp = 0, tp = 0;
 	int rc, wt;
@@ -617,11 +715,9 @@ static int port_entry(struct cv *c, const struct ppath *p, struct rd r, struct z
 		return fail(c, &sp_p, "%u is not a port (1..65535)", sp);
 	if (tp > 65535)
 		return fail(c, &tp_p, "%u is not a port (0..65535)", tp);
-	struct zt_cnode *key = int_node(c, sp);
-	for (uint32_t i = 0; key && i < pmap->n; i++)
-		if (pmap->pairs[i].key->i == sp)
-			return fail(c, &sp_p, "duplicate port %u", sp);
-	return map_set_key(c, p, pmap, key, int_node(c, tp));
+	if (portset_test_set(ps, pmap, sp))
+		return fail(c, &sp_p, "duplicate port %u", sp);
+	return map_push(c, p, pmap, int_node(c, sp), int_node(c, tp));
 }
 
 /* ---- Workload ---- */
@@ -725,6 +821,8 @@ static int wl_service(struct cv *c, const struct ppath *p, struct rd r, struct z
 	/* PortList {ports = 1 (repeated Port)} */
 	size_t i = 0;
 	struct rd pl = val;
+	struct portset ps;
+	ps.on = false;
 	while (pl.p && pl.p < pl.end) {
 		struct ppath lp = F(&kp, "ports");
 		if ((rc = get_tag(c, &kp, &pl, &f, &wt)))
@@ -736,10 +834,10 @@ static int wl_service(struct cv *c, const struct ppath *p, struct rd r, struct z
 		}
 		struct ppath ip = I(&lp, i++);
 		if ((rc = want(c, &ip, wt, WT_LEN)) || (rc = get_len(c, &ip, &pl, &v)) ||
-		    (rc = port_entry(c, &ip, v, ports)))
+		    (rc = port_entry(c, &ip, v, ports, &ps)))
 			return rc;
 	}
-	return map_set_key(c, p, svcs, key, ports);
+	return map_push(c, p, svcs, key, ports); /* dedup_map() at the end */
 }
 
 static int workload(struct cv *c, const struct ppath *p, struct rd r, struct zt_cnode *m)
@@ -863,7 +961,8 @@ static int workload(struct cv *c, const struct ppath *p, struct rd r, struct zt_
 		if (rc)
 			return rc;
 	}
-	return 0;
+	/* services entries with the same key: the last one wins. */
+	return svcs ? dedup_map(c, svcs) : 0;
 }
 
 /* ---- Service ---- */
@@ -897,6 +996,8 @@ static int load_balancing(struct cv *c, const struct ppath *p, struct rd r, stru
 				if ((rc = get_len(c, &fp, &r, &packed)))
 					return rc;
 				src = &packed;
+				if (packed.p == packed.end) /* empty packed: no value */
+					continue;
 			} else if ((rc = want(c, &fp, wt, WT_VARINT))) {
 				return rc;
 			}
@@ -932,6 +1033,8 @@ static int service(struct cv *c, const struct ppath *p, struct rd r, struct zt_c
 	uint32_t f, v32;
 	struct rd v;
 	const char *s;
+	struct portset ps;
+	ps.on = false; /* the bitmap is cleared only when needed */
 
 	if ((rc = map_set(c, p, m, "name", cstr_node(c, ""))) ||
 	    (rc = map_set(c, p, m, "namespace", cstr_node(c, ""))) ||
@@ -958,7 +1061,7 @@ static int service(struct cv *c, const struct ppath *p, struct rd r, struct zt_c
 			if (!ports && !(ports = map_child(c, m, "ports", ZT_CN_MAP)))
 				return no_node(c, &fp);
 			if (!(rc = want(c, &ip, wt, WT_LEN)) && !(rc = get_len(c, &ip, &r, &v)))
-				rc = port_entry(c, &ip, v, ports);
+				rc = port_entry(c, &ip, v, ports, &ps);
 			break;
 		}
 		case 6: {

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "authorization.pb.h"
 #include "check.h"
@@ -316,6 +317,176 @@ static void test_prefixes_and_oom(void)
 	}
 }
 
+/* Hand-made wire bytes for test_large. */
+static size_t put_varint(uint8_t *b, uint64_t v)
+{
+	size_t n = 0;
+	for (; v >= 0x80; v >>= 7)
+		b[n++] = (uint8_t)(v | 0x80);
+	b[n++] = (uint8_t)v;
+	return n;
+}
+
+/* field tag, then (LEN fields) the length; returns the bytes written. */
+static size_t put_tag(uint8_t *b, uint32_t field, int wt, size_t len)
+{
+	size_t n = put_varint(b, (uint64_t)field << 3 | (uint32_t)wt);
+	return wt == 2 ? n + put_varint(b + n, len) : n;
+}
+
+/* Port {service_port, target_port} as a field `field` of the enclosing message. */
+static size_t put_port(uint8_t *b, uint32_t field, uint32_t sp, uint32_t tp)
+{
+	uint8_t body[16];
+	size_t m = put_tag(body, 1, 0, 0);
+	m += put_varint(body + m, sp);
+	m += put_tag(body + m, 2, 0, 0);
+	m += put_varint(body + m, tp);
+	size_t n = put_tag(b, field, 2, m);
+	memcpy(b + n, body, m);
+	return n + m;
+}
+
+/* Wrap body[0..len) as Address field `field` (1 workload, 2 service) in out. */
+static size_t wrap(uint8_t *out, uint32_t field, const uint8_t *body, size_t len)
+{
+	size_t n = put_tag(out, field, 2, len);
+	memcpy(out + n, body, len);
+	return n + len;
+}
+
+/* Resources with tens of thousands of ports or workload services entries
+ * decode in linear time (duplicate checks were a linear scan each: 20-30 s
+ * per resource of this size, on the control thread at every rebuild), with
+ * protobuf's semantics kept: a duplicate service port is an error, services
+ * entries with the same key keep the first one's place and the last one's
+ * value. The bound is CPU time, generous for ASan. */
+static void test_large(void)
+{
+	enum { NPORTS = 65535, NSVC = 100000, NKEYS = 40000 };
+	uint8_t *body = malloc(4u << 20), *res = malloc(4u << 20);
+	CHECK(body && res);
+	if (!body || !res)
+		goto out;
+	clock_t t0 = clock();
+
+	/* A service with every port, then the same with port 7 once more. */
+	size_t n = put_tag(body, 3, 2, 1);
+	body[n++] = 'h';
+	for (uint32_t p = 1; p <= NPORTS; p++)
+		n += put_port(body + n, 5, p, p);
+	for (int dup = 0; dup < 2; dup++) {
+		size_t bl = dup ? n + put_port(body + n, 5, 7, 1) : n, rl = wrap(res, 2, body, bl);
+		struct zt_arena *a = zt_arena_new();
+		struct zt_cnode *m = NULL;
+		struct zt_config_error err;
+		enum zt_xds_kind kind;
+		int r = zt_xdsconv_address(a, "big", res, rl, &kind, &m, &err);
+		if (dup) {
+			CHECK_INT(r, -EINVAL);
+			CHECK_STR(err.msg, "big: service.ports[65535].service_port: duplicate port 7");
+		} else {
+			CHECK_INT(r, 0);
+			const struct zt_cnode *ports = NULL;
+			for (uint32_t i = 0; m && i < m->n; i++)
+				if (!strcmp(m->pairs[i].key->text, "ports"))
+					ports = m->pairs[i].val;
+			CHECK(ports && ports->n == NPORTS);
+			if (ports && ports->n == NPORTS)
+				CHECK(ports->pairs[99].key->i == 100 && ports->pairs[99].val->i == 100);
+		}
+		zt_arena_destroy(a);
+	}
+
+	/* A workload with NSVC services entries over NKEYS keys: entry i has
+	 * key "ns/h<i % NKEYS>" and one port, i % 60000 + 1. */
+	n = put_tag(body, 20, 2, 1);
+	body[n++] = 'u';
+	for (uint32_t i = 0; i < NSVC; i++) {
+		uint8_t ent[64], pl[16];
+		char key[32];
+		size_t kl = (size_t)snprintf(key, sizeof(key), "ns/h%u", i % NKEYS);
+		size_t pn = put_port(pl, 1, i % 60000 + 1, 0), e = put_tag(ent, 1, 2, kl);
+		memcpy(ent + e, key, kl);
+		e += kl;
+		e += put_tag(ent + e, 2, 2, pn);
+		memcpy(ent + e, pl, pn);
+		e += pn;
+		n += put_tag(body + n, 22, 2, e);
+		memcpy(body + n, ent, e);
+		n += e;
+	}
+	size_t rl = wrap(res, 1, body, n);
+	struct zt_arena *a = zt_arena_new();
+	struct zt_cnode *m = NULL;
+	struct zt_config_error err;
+	enum zt_xds_kind kind;
+	CHECK_INT(zt_xdsconv_address(a, "big", res, rl, &kind, &m, &err), 0);
+	const struct zt_cnode *svcs = NULL;
+	for (uint32_t i = 0; m && i < m->n; i++)
+		if (!strcmp(m->pairs[i].key->text, "services"))
+			svcs = m->pairs[i].val;
+	CHECK(svcs && svcs->n == NKEYS);
+	for (uint32_t k = 0; svcs && svcs->n == NKEYS && k < NKEYS; k += 997) {
+		char key[32];
+		snprintf(key, sizeof(key), "ns/h%u", k);
+		CHECK_STR(svcs->pairs[k].key->text, key);
+		/* the last entry with this key, and its port */
+		uint32_t last = k + NKEYS * ((NSVC - 1 - k) / NKEYS);
+		const struct zt_cnode *pm = svcs->pairs[k].val;
+		CHECK(pm->n == 1 && pm->pairs[0].key->i == last % 60000 + 1);
+	}
+	zt_arena_destroy(a);
+
+	double secs = (double)(clock() - t0) / CLOCKS_PER_SEC;
+	if (secs > 5)
+		fprintf(stderr, "test_large: %.1f s of CPU\n", secs);
+	CHECK(secs <= 5);
+out:
+	free(body);
+	free(res);
+}
+
+/* The value of `key` in map `m`, or NULL. */
+static const struct zt_cnode *get(const struct zt_cnode *m, const char *key)
+{
+	for (uint32_t i = 0; m && i < m->n; i++)
+		if (!strcmp(m->pairs[i].key->text, key))
+			return m->pairs[i].val;
+	return NULL;
+}
+
+/* Wire forms protobuf allows that encoders rarely make: a trust_domain given
+ * twice, the last one empty (proto3: unset, so the default applies, not ""),
+ * and an empty packed routing_preference (no values, not an error). */
+static void test_rare_wire_forms(void)
+{
+	/* Address{workload{uid "u", trust_domain "td.x", trust_domain ""}} */
+	static const uint8_t wl[] = {0x0a, 0x0c, 0xa2, 0x01, 0x01, 'u', 0x32, 0x04,
+				     't', 'd', '.', 'x', 0x32, 0x00};
+	/* Address{service{name "s", hostname "h", load_balancing{
+	 * routing_preference [] (packed, empty), mode STRICT}}} */
+	static const uint8_t svc[] = {0x12, 0x0c, 0x0a, 0x01, 's', 0x1a, 0x01, 'h',
+				      0x42, 0x04, 0x0a, 0x00, 0x10, 0x01};
+	struct zt_arena *a = zt_arena_new();
+	struct zt_cnode *m = NULL;
+	struct zt_config_error err;
+	enum zt_xds_kind kind;
+	CHECK_INT(zt_xdsconv_address(a, "wl", wl, sizeof(wl), &kind, &m, &err), 0);
+	CHECK(m && !get(m, "trustDomain"));
+	const struct zt_cnode *const wls[] = {m};
+	struct zt_snapshot *s = NULL;
+	CHECK_INT(zt_config_build_lists(wls, 1, NULL, 0, NULL, 0, "xds", &s, &err, NULL), 0);
+	if (s)
+		CHECK_STR(s->workloads[0].trust_domain, "cluster.local");
+	zt_snapshot_free(s);
+	CHECK_INT(zt_xdsconv_address(a, "svc", svc, sizeof(svc), &kind, &m, &err), 0);
+	const struct zt_cnode *lb = get(m, "loadBalancer");
+	CHECK(lb && get(lb, "routingPreferences") && get(lb, "routingPreferences")->n == 0);
+	CHECK(lb && get(lb, "mode") && !strcmp(get(lb, "mode")->text, "Strict"));
+	zt_arena_destroy(a);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -326,5 +497,7 @@ int main(int argc, char **argv)
 	test_snapshot();
 	test_errors();
 	test_prefixes_and_oom();
+	test_large();
+	test_rare_wire_forms();
 	return check_done("test_xdsconv");
 }
