@@ -29,6 +29,7 @@
 #include "citadel.pb.h"
 #include "engine/caclient.h"
 #include "engine/grpc.h"
+#include "hbone/certstore.h"
 
 /* Certificates accepted in one answer (leaf + intermediates + roots). */
 #define MAX_CERTS 16
@@ -228,36 +229,12 @@ static bool leaf_has_key(const struct der *leaf, const uint8_t pt[P256_POINT])
  * held against it (as in zt_certstore_build). */
 static int chain_verifies(const struct answer *a, const char **why)
 {
-	WOLFSSL_CERT_MANAGER *cm = wolfSSL_CertManagerNew();
-	if (!cm)
-		return -ENOMEM;
-	int ret = -EBADMSG;
-	for (size_t i = a->n_chain; i < a->n; i++)
-		if (wolfSSL_CertManagerLoadCABuffer(cm, a->c[i].data, (long)a->c[i].len,
-						    WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS) {
-			*why = "a root is not a usable CA certificate";
-			goto out;
-		}
-	/* Intermediates nearest the root first; each must verify against what
-	 * is already trusted before it becomes a trust anchor itself. */
-	for (size_t i = a->n_chain; i-- > 1;) {
-		if (wolfSSL_CertManagerVerifyBuffer(cm, a->c[i].data, (long)a->c[i].len,
-						    WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS ||
-		    wolfSSL_CertManagerLoadCABuffer(cm, a->c[i].data, (long)a->c[i].len,
-						    WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS) {
-			*why = "an intermediate does not verify against the roots";
-			goto out;
-		}
-	}
-	int r = wolfSSL_CertManagerVerifyBuffer(cm, a->c[0].data, (long)a->c[0].len,
-						WOLFSSL_FILETYPE_ASN1);
-	if (r == WOLFSSL_SUCCESS || r == ASN_AFTER_DATE_E || r == ASN_BEFORE_DATE_E)
-		ret = 0;
-	else
-		*why = "the leaf does not verify against the roots";
-out:
-	wolfSSL_CertManagerFree(cm);
-	return ret;
+	struct zt_der v[MAX_CERTS];
+	for (size_t i = 0; i < a->n; i++)
+		v[i] = (struct zt_der){a->c[i].data, a->c[i].len};
+	int r = zt_chain_verify(v + a->n_chain, a->n - a->n_chain, v + 1, a->n_chain - 1, &v[0],
+				why);
+	return r == -EINVAL ? -EBADMSG : r;
 }
 
 /* Append the PEM of certificates c[from..to) to a new string *out. */

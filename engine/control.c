@@ -254,6 +254,18 @@ static void publish(struct zt_control *c, struct zt_snapshot *snap)
 		zt_qsbr_retire(&c->rt->qsbr, old, snapshot_free_cb);
 }
 
+/* An empty mesh (no workloads, services or policies). */
+static int publish_empty(struct zt_control *c)
+{
+	struct zt_snapshot *empty = zt_snapshot_empty();
+	if (!empty || attach_authz(empty)) {
+		zt_snapshot_free(empty);
+		return -ENOMEM;
+	}
+	publish(c, empty);
+	return 0;
+}
+
 static int load(struct zt_control *c, bool initial)
 {
 	const char *path = c->rt->opts.config_path;
@@ -552,25 +564,15 @@ int zt_control_start(struct zt_runtime *rt, struct zt_control **out)
 			goto fail;
 		/* Nothing is known until istiod answers: an empty mesh meanwhile,
 		 * and not ready (readiness waits for both types). */
-		struct zt_snapshot *empty = zt_snapshot_empty();
-		if (!empty || attach_authz(empty)) {
-			zt_snapshot_free(empty);
-			r = -ENOMEM;
+		if ((r = publish_empty(c)))
 			goto fail;
-		}
-		publish(c, empty);
 		ZT_INFO(TARGET, "xds: connecting to %s as %s (cluster %s)", o->xds_address,
 			o->node_id, o->cluster_id);
 	} else {
 		ZT_WARN(TARGET, "no local config (LOCAL_XDS_PATH / --config): empty mesh, every "
 				"connection passes through");
-		struct zt_snapshot *empty = zt_snapshot_empty();
-		if (!empty || attach_authz(empty)) {
-			zt_snapshot_free(empty);
-			r = -ENOMEM;
+		if ((r = publish_empty(c)))
 			goto fail;
-		}
-		publish(c, empty);
 	}
 	if (!c->xds)
 		atomic_store_explicit(&rt->config_ready, true, memory_order_relaxed);

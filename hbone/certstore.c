@@ -166,11 +166,8 @@ int zt_certstore_ctx_new(const struct zt_certstore *s, const struct zt_cert_entr
 
 /* ---- checking one input ---- */
 
-/* Does the leaf chain (through the intermediates that follow it) to a root?
- * Dates are not held against it here: an expired certificate still goes in
- * the store (renewal replaces it). */
-static int verify_chain(const struct pend *p, const struct zt_der *roots, size_t n_roots,
-			const char **why)
+int zt_chain_verify(const struct zt_der *roots, size_t n_roots, const struct zt_der *inter,
+		    size_t n_inter, const struct zt_der *leaf, const char **why)
 {
 	WOLFSSL_CERT_MANAGER *cm = wolfSSL_CertManagerNew();
 	if (!cm)
@@ -182,20 +179,8 @@ static int verify_chain(const struct pend *p, const struct zt_der *roots, size_t
 			*why = "a trust root does not load";
 			goto out;
 		}
-	/* Intermediates, nearest the root first (the chain lists them leaf-first). */
-	struct zt_der inter[16];
-	size_t n_inter = 0;
-	for (size_t off = p->leaf_len; off < p->chain_len;) {
-		size_t len = der_seq_len(p->chain + off, p->chain_len - off);
-		if (n_inter == 16 || len == 0) {
-			*why = "too many intermediates or a bad one";
-			goto out;
-		}
-		inter[n_inter++] = (struct zt_der){p->chain + off, len};
-		off += len;
-	}
-	/* Loading a CA makes it a trust anchor, so each intermediate must verify
-	 * against what is already trusted before it is loaded. */
+	/* Nearest the root first; loading a CA makes it a trust anchor, so each
+	 * must verify against what is already trusted before it is loaded. */
 	while (n_inter--) {
 		const struct zt_der *d = &inter[n_inter];
 		if (wolfSSL_CertManagerVerifyBuffer(cm, d->data, (long)d->len,
@@ -206,7 +191,7 @@ static int verify_chain(const struct pend *p, const struct zt_der *roots, size_t
 			goto out;
 		}
 	}
-	int r = wolfSSL_CertManagerVerifyBuffer(cm, p->chain, (long)p->leaf_len,
+	int r = wolfSSL_CertManagerVerifyBuffer(cm, leaf->data, (long)leaf->len,
 						WOLFSSL_FILETYPE_ASN1);
 	/* A date error is only reported after the signature checked out. */
 	if (r == WOLFSSL_SUCCESS || r == ASN_AFTER_DATE_E || r == ASN_BEFORE_DATE_E)
@@ -216,6 +201,25 @@ static int verify_chain(const struct pend *p, const struct zt_der *roots, size_t
 out:
 	wolfSSL_CertManagerFree(cm);
 	return ret;
+}
+
+/* Does the leaf chain (through the intermediates that follow it) to a root? */
+static int verify_chain(const struct pend *p, const struct zt_der *roots, size_t n_roots,
+			const char **why)
+{
+	struct zt_der inter[16];
+	size_t n_inter = 0;
+	for (size_t off = p->leaf_len; off < p->chain_len;) {
+		size_t len = der_seq_len(p->chain + off, p->chain_len - off);
+		if (n_inter == 16 || len == 0) {
+			*why = "too many intermediates or a bad one";
+			return -EINVAL;
+		}
+		inter[n_inter++] = (struct zt_der){p->chain + off, len};
+		off += len;
+	}
+	struct zt_der leaf = {p->chain, p->leaf_len};
+	return zt_chain_verify(roots, n_roots, inter, n_inter, &leaf, why);
 }
 
 /* Parse and check one input into *p. Returns 0, -EINVAL (with err), -ENOMEM. */

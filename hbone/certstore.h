@@ -58,6 +58,14 @@ struct zt_der {
 	size_t len;
 };
 
+/* Does `leaf` chain to one of `roots` through `inter` (leaf-first: inter[0]
+ * issued the leaf)? Each intermediate must verify against what is already
+ * trusted before it is trusted itself. Dates are not held against any of them
+ * (an expired certificate is still better than none until renewal). Any
+ * thread. Returns 0, -EINVAL with *why set, or -ENOMEM. */
+int zt_chain_verify(const struct zt_der *roots, size_t n_roots, const struct zt_der *inter,
+		    size_t n_inter, const struct zt_der *leaf, const char **why);
+
 struct zt_cert_entry {
 	struct zt_identity id;
 	struct zt_der leaf;  /* the leaf alone (points into chain) */
