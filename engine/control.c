@@ -492,6 +492,9 @@ static void *control_main(void *arg)
 				ZT_INFO(TARGET, "xds: initial configuration received from %s",
 					c->rt->opts.xds_address);
 				atomic_store_explicit(&c->rt->config_ready, true, memory_order_relaxed);
+				if (c->rt->opts.mode == ZT_MODE_SHARED && !c->inpod &&
+				    zt_inpod_new(c->rt, &c->inpod))
+					ZT_ERROR(TARGET, "out of memory: cannot take pods from istio-cni");
 			}
 		}
 		if (p[4].revents)
@@ -607,7 +610,10 @@ int zt_control_start(struct zt_runtime *rt, struct zt_control **out)
 		r = -errno;
 		goto fail;
 	}
-	if (rt->opts.mode == ZT_MODE_SHARED && (r = zt_inpod_new(rt, &c->inpod)))
+	/* Shared mode with istiod: pods are taken from istio-cni only once the
+	 * configuration arrived (below), so that none is served from an empty
+	 * mesh meanwhile; istio-cni keeps them with the proxy it had, if any. */
+	if (rt->opts.mode == ZT_MODE_SHARED && !c->xds && (r = zt_inpod_new(rt, &c->inpod)))
 		goto fail;
 	*out = c;
 	return 0;

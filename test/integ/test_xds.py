@@ -17,7 +17,11 @@
    its own zring, its workload says HBONE: 4 x 1 MiB echoes from the client go through
    HBONE, both zrings holding certificates the fake istiod signed (CSRs for both
    identities in its log, with the bearer token), and the server's access lines name
-   the client's SPIFFE identity."""
+   the client's SPIFFE identity;
+7. shared mode (PROXY_MODE=shared): zring takes pods from istio-cni (an istio-cni
+   stand-in speaking ZDS) only after istiod answered, so no pod is served from an
+   empty mesh: while istiod is down it does not connect, and is not ready; once istiod
+   is back it connects, takes a pod and gets ready."""
 import base64
 import ipaddress
 import json
@@ -26,6 +30,7 @@ import subprocess
 import time
 
 import ztlib
+from cni_standin import CniStandin
 from netns import Topology
 from ztlib import NS, check, say
 
@@ -280,6 +285,37 @@ def body(ctx):
                   "CSR for %s: %s", who, r)
         say("6. HBONE echo 4 x 1 MiB: %s; certificates from istiod's CA for %s; the server "
             "saw %s", summ, sorted(k[0] for k in csrs), sid)
+
+        # 7. shared mode waits for istiod before it takes pods from istio-cni
+        istiod.stop()
+        node = t.add_node("n1")
+        p7 = t.add_pod("p7", "10.77.7.10", node=node)
+        p7.install_capture(inbound_mode="tproxy")
+        sock = ctx.path("n1-ztunnel.sock")
+        cni = CniStandin(sock)
+        zn = node.spawn("zring-shared", [ctx.zring, "--shards", "2"],
+                        env=dict(env, PROXY_MODE="shared", INPOD_UDS=sock, INSTANCE_IP="10.77.0.1",
+                                 POD_NAME="ztunnel-n1"), cwd=cwd)
+        zn.wait_for(r"xds: connecting to", 10)
+        early = None
+        try:
+            cni.accept(timeout=2)
+            early = "zring connected to istio-cni before istiod answered"
+        except OSError:  # socket.timeout: no connection, as wanted
+            pass
+        check(early is None, "%s", early)
+        st = node.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                       "http://127.0.0.1:15021/healthz/ready"], check=False).stdout.strip()
+        check(st == "500", "readiness with istiod down: %s", st)
+        istiod = start_istiod()
+        cni.accept(timeout=20)
+        check(cni.add("Kubernetes//Pod/%s/p7" % NS, p7.path, name="p7", namespace=NS,
+                      service_account="p7") == "", "pod add NACKed")
+        check(cni.snapshot_sent() == "", "SnapshotSent NACKed")
+        node.wait_http_ready(proc=zn, timeout=20)
+        say("7. shared mode: no istio-cni connection and not ready (%s) while istiod was "
+            "down; connected, took a pod and got ready once it answered", st)
+        cni.close()
 
 
 def ztlib_type(short):
