@@ -26,6 +26,8 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from run import rss_kib  # noqa: E402 (the harness's VmRSS reader)
 ROOT = os.path.dirname(HERE)
 FAKE = os.path.join(ROOT, "test", "integ", "fake_istiod.py")
 PROTO = os.path.join(ROOT, "xds", "proto")
@@ -85,14 +87,6 @@ def wait(pred, timeout, what):
             return v
         time.sleep(0.02)
     raise SystemExit("xds_scale: timed out waiting for %s" % what)
-
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def run_size(zring, n, updates, tmp):

@@ -36,75 +36,6 @@
 /* An uncompressed P-256 point: 0x04 || X || Y. */
 #define P256_POINT 65
 
-/* ---- the token ------------------------------------------------------------ */
-
-/* The bearer token from `path`, trimmed, into *tok (malloc'd), or *tok NULL
- * when there is none (no path, no file, empty file). Returns 0, a negative
- * errno for a file that exists but cannot be used (err says why), -ENOMEM. */
-static int token_read(const char *path, char **tok, char *err, size_t errlen)
-{
-	*tok = NULL;
-	if (!path || !*path)
-		return 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		if (errno == ENOENT)
-			return 0;
-		int e = errno;
-		zt_errf(err, errlen, "token %s: %s", path, strerror(e));
-		return -e;
-	}
-	char *buf = malloc(ZT_CACLIENT_MAX_TOKEN + 1);
-	if (!buf) {
-		close(fd);
-		return -ENOMEM;
-	}
-	size_t n = 0;
-	int ret = 0;
-	for (;;) {
-		ssize_t r = read(fd, buf + n, ZT_CACLIENT_MAX_TOKEN + 1 - n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			ret = -errno;
-			zt_errf(err, errlen, "token %s: %s", path, strerror(errno));
-			break;
-		}
-		if (r == 0)
-			break;
-		n += (size_t)r;
-		if (n > ZT_CACLIENT_MAX_TOKEN) {
-			ret = -EFBIG;
-			zt_errf(err, errlen, "token %s: larger than %u bytes", path,
-				ZT_CACLIENT_MAX_TOKEN);
-			break;
-		}
-	}
-	close(fd);
-	size_t a = 0;
-	while (!ret && a < n && (buf[a] == ' ' || buf[a] == '\t' || buf[a] == '\r' || buf[a] == '\n'))
-		a++;
-	while (!ret && n > a &&
-	       (buf[n - 1] == ' ' || buf[n - 1] == '\t' || buf[n - 1] == '\r' || buf[n - 1] == '\n'))
-		n--;
-	/* A header value cannot carry control characters (nghttp2 would refuse
-	 * the request with a less helpful message). */
-	for (size_t i = a; !ret && i < n; i++)
-		if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f) {
-			ret = -EINVAL;
-			zt_errf(err, errlen, "token %s: control character at byte %zu", path, i);
-		}
-	if (ret || n == a) {
-		explicit_bzero(buf, ZT_CACLIENT_MAX_TOKEN + 1);
-		free(buf);
-		return ret;
-	}
-	memmove(buf, buf + a, n - a);
-	buf[n - a] = '\0';
-	*tok = buf;
-	return 0;
-}
-
 /* ---- the request ---------------------------------------------------------- */
 
 /* IstioCertificateRequest for csr_pem/ttl/identity into *out (malloc'd). */
@@ -383,7 +314,7 @@ int zt_caclient_issue(const struct zt_caclient_opts *o, const struct zt_identity
 	size_t req_len = 0;
 	struct zt_csr csr = {0};
 	struct zt_grpc_reply rep = {0};
-	int ret = token_read(o->token_path, &token, why, sizeof why);
+	int ret = zt_grpc_token_read(o->token_path, &token, why, sizeof why);
 	if (ret < 0) {
 		zt_errf(err, errlen, "CA %s for %s: %s", o->address, id->uri,
 			ret == -ENOMEM ? "out of memory" : why);

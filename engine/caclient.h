@@ -40,8 +40,6 @@
 #define ZT_CACLIENT_PATH "/istio.v1.auth.IstioCertificateService/CreateCertificate"
 /* Largest IstioCertificateResponse accepted (a chain is a few KiB). */
 #define ZT_CACLIENT_MAX_RESPONSE (1u << 20)
-/* Largest token file read. */
-#define ZT_CACLIENT_MAX_TOKEN (64u << 10)
 /* The metadata key that names the identity asked for. */
 #define ZT_CACLIENT_IMPERSONATE "ImpersonatedIdentity"
 

@@ -28,6 +28,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -41,6 +42,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/strfmt.h"
 #include "engine/grpc.h"
 
 #define TARGET "grpc"
@@ -1720,4 +1722,70 @@ void zt_grpc_reply_free(struct zt_grpc_reply *rep)
 	free(rep->message);
 	free(rep->data);
 	memset(rep, 0, sizeof(*rep));
+}
+
+/* ---- the bearer token ---------------------------------------------------- */
+
+int zt_grpc_token_read(const char *path, char **tok, char *err, size_t errlen)
+{
+	*tok = NULL;
+	if (!path || !*path)
+		return 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return 0;
+		int e = errno;
+		zt_errf(err, errlen, "token %s: %s", path, strerror(e));
+		return -e;
+	}
+	char *buf = malloc(ZT_GRPC_MAX_TOKEN + 1);
+	if (!buf) {
+		close(fd);
+		return -ENOMEM;
+	}
+	size_t n = 0;
+	int ret = 0;
+	for (;;) {
+		ssize_t r = read(fd, buf + n, ZT_GRPC_MAX_TOKEN + 1 - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			ret = -errno;
+			zt_errf(err, errlen, "token %s: %s", path, strerror(errno));
+			break;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+		if (n > ZT_GRPC_MAX_TOKEN) {
+			ret = -EFBIG;
+			zt_errf(err, errlen, "token %s: larger than %u bytes", path,
+				ZT_GRPC_MAX_TOKEN);
+			break;
+		}
+	}
+	close(fd);
+	size_t a = 0;
+	while (!ret && a < n && (buf[a] == ' ' || buf[a] == '\t' || buf[a] == '\r' || buf[a] == '\n'))
+		a++;
+	while (!ret && n > a &&
+	       (buf[n - 1] == ' ' || buf[n - 1] == '\t' || buf[n - 1] == '\r' || buf[n - 1] == '\n'))
+		n--;
+	/* A header value cannot carry control characters (nghttp2 would refuse
+	 * the request with a less helpful message). */
+	for (size_t i = a; !ret && i < n; i++)
+		if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f) {
+			ret = -EINVAL;
+			zt_errf(err, errlen, "token %s: control character at byte %zu", path, i);
+		}
+	if (ret || n == a) {
+		explicit_bzero(buf, ZT_GRPC_MAX_TOKEN + 1);
+		free(buf);
+		return ret;
+	}
+	memmove(buf, buf + a, n - a);
+	buf[n - a] = '\0';
+	*tok = buf;
+	return 0;
 }

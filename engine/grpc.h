@@ -191,4 +191,16 @@ int zt_grpc_unary(const struct zt_grpc_opts *o, const char *path, const struct z
 		  struct zt_grpc_reply *rep);
 void zt_grpc_reply_free(struct zt_grpc_reply *rep);
 
+/* ---- the bearer token (istiod's calls) ----------------------------------- */
+
+/* Largest token file read. */
+#define ZT_GRPC_MAX_TOKEN (64u << 10)
+
+/* The bearer token from `path` (re-read at each call: projected tokens
+ * rotate), surrounding white space dropped, into *tok (malloc'd), or *tok
+ * NULL when there is none (no path, no file, empty file). Returns 0, a
+ * negative errno for a file that exists but cannot be used (err says why:
+ * unreadable, over ZT_GRPC_MAX_TOKEN, a control character), -ENOMEM. */
+int zt_grpc_token_read(const char *path, char **tok, char *err, size_t errlen);
+
 #endif

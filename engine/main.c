@@ -102,15 +102,37 @@ static void raise_nofile(void)
 #define ROOT_CERT_DEFAULT "./var/run/secrets/istio/root-cert.pem"
 #define ISTIOD_DEFAULT "https://istiod.istio-system.svc:15012"
 
+/* The value of environment variable `name`, or dflt when unset or empty. */
+static const char *env_or(const char *name, const char *dflt)
+{
+	const char *e = getenv(name);
+	return e && *e ? e : dflt;
+}
+
+/* istiod's address from environment variable `name` (XDS_ADDRESS or
+ * CA_ADDRESS), with ztunnel's rules: "" = off; unset = istiod's service
+ * inside Kubernetes when there is no local config, else off; an address
+ * without a scheme is https. Into buf; NULL when off. */
+static const char *istiod_address(const char *name, const struct zt_engine_opts *o, char *buf,
+				  size_t cap)
+{
+	const char *e = getenv(name);
+	if (e && !*e)
+		return NULL;
+	if (!e) {
+		if (o->config_path || !getenv("KUBERNETES_SERVICE_HOST"))
+			return NULL;
+		e = ISTIOD_DEFAULT;
+	}
+	snprintf(buf, cap, "%s%s", strstr(e, "://") ? "" : "https://", e);
+	return buf;
+}
+
 /* What the xDS and CA clients share: the token file and the cluster id. */
 static void istiod_common(struct zt_engine_opts *o)
 {
 	o->token_path = "./var/run/secrets/tokens/istio-token";
-	o->cluster_id = getenv("CLUSTER_ID");
-	if (!o->cluster_id || !*o->cluster_id)
-		o->cluster_id = getenv("ISTIO_META_CLUSTER_ID");
-	if (!o->cluster_id || !*o->cluster_id)
-		o->cluster_id = "Kubernetes";
+	o->cluster_id = env_or("CLUSTER_ID", env_or("ISTIO_META_CLUSTER_ID", "Kubernetes"));
 }
 
 /* istiod's CA (ztunnel's rules, src/config.rs): FAKE_CA=true, CA_ADDRESS="",
@@ -120,22 +142,12 @@ static void istiod_common(struct zt_engine_opts *o)
 static void ca_from_env(struct zt_engine_opts *o)
 {
 	static char addr[512];
-	const char *e = getenv("CA_ADDRESS"), *fake = getenv("FAKE_CA");
-	if ((fake && !strcmp(fake, "true")) || (e && !*e) || o->ca_cert_path)
+	const char *fake = getenv("FAKE_CA");
+	if ((fake && !strcmp(fake, "true")) || o->ca_cert_path ||
+	    !(o->ca_address = istiod_address("CA_ADDRESS", o, addr, sizeof(addr))))
 		return;
-	if (!e) {
-		if (o->config_path || !getenv("KUBERNETES_SERVICE_HOST"))
-			return;
-		e = ISTIOD_DEFAULT;
-	}
-	snprintf(addr, sizeof(addr), "%s%s", strstr(e, "://") ? "" : "https://", e);
-	o->ca_address = addr;
-	o->node_name = getenv("NODE_NAME");
-	if (o->node_name && !*o->node_name)
-		o->node_name = NULL;
-	o->ca_root_cert = getenv("CA_ROOT_CA");
-	if (!o->ca_root_cert || !*o->ca_root_cert)
-		o->ca_root_cert = ROOT_CERT_DEFAULT;
+	o->node_name = env_or("NODE_NAME", NULL);
+	o->ca_root_cert = env_or("CA_ROOT_CA", ROOT_CERT_DEFAULT);
 	istiod_common(o);
 }
 
@@ -145,31 +157,14 @@ static void ca_from_env(struct zt_engine_opts *o)
  * outside Kubernetes unless XDS_ADDRESS is set. */
 static int xds_from_env(struct zt_engine_opts *o)
 {
-	const char *e = getenv("XDS_ADDRESS");
 	static char addr[512];
-	if (e && !*e)
+	if (!(o->xds_address = istiod_address("XDS_ADDRESS", o, addr, sizeof(addr))))
 		return 0;
-	if (!e) {
-		if (o->config_path || !getenv("KUBERNETES_SERVICE_HOST"))
-			return 0;
-		e = ISTIOD_DEFAULT;
-	}
-	if (!strstr(e, "://"))
-		snprintf(addr, sizeof(addr), "https://%s", e);
-	else
-		snprintf(addr, sizeof(addr), "%s", e);
-	o->xds_address = addr;
 	istiod_common(o);
-	o->xds_root_cert = getenv("XDS_ROOT_CA");
-	if (!o->xds_root_cert || !*o->xds_root_cert)
-		o->xds_root_cert = ROOT_CERT_DEFAULT;
-	const char *ip = getenv("INSTANCE_IP"), *pod = getenv("POD_NAME"),
-		   *ns = getenv("POD_NAMESPACE"), *node = getenv("NODE_NAME"),
-		   *dom = getenv("CLUSTER_DOMAIN");
-	ip = ip ? ip : "";
-	pod = pod ? pod : "";
-	ns = ns ? ns : "";
-	dom = dom && *dom ? dom : "cluster.local";
+	o->xds_root_cert = env_or("XDS_ROOT_CA", ROOT_CERT_DEFAULT);
+	const char *ip = env_or("INSTANCE_IP", ""), *pod = env_or("POD_NAME", ""),
+		   *ns = env_or("POD_NAMESPACE", ""), *node = env_or("NODE_NAME", ""),
+		   *dom = env_or("CLUSTER_DOMAIN", "cluster.local");
 	size_t idl = strlen(ip) + strlen(pod) + 2 * strlen(ns) + strlen(dom) + 32;
 	/* kept for the process's life (static: reachable, not a leak) */
 	static char *node_id;
@@ -191,7 +186,7 @@ static int xds_from_env(struct zt_engine_opts *o)
 		m[k++] = (struct zt_xds_kv){"NAMESPACE", ns};
 	if (*ip)
 		m[k++] = (struct zt_xds_kv){"INSTANCE_IPS", ip};
-	if (node && *node)
+	if (*node)
 		m[k++] = (struct zt_xds_kv){"NODE_NAME", node};
 	for (char **ev = environ; *ev && k < n; ev++) {
 		const char *eq = strchr(*ev, '=');

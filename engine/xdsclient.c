@@ -57,9 +57,7 @@ struct rtable {
 };
 
 struct zt_xds {
-	struct zt_xds_opts o;
-	char *address, *root, *server_name, *token_path, *cluster_id, *node_id;
-	struct zt_xds_kv *meta;
+	struct zt_xds_opts o; /* its strings are the caller's (they outlive x) */
 	zt_xds_publish_fn publish;
 	void *ud;
 
@@ -350,8 +348,8 @@ static int send_subscribe(struct zt_xds *x, int ty)
 		goto out;
 	for (size_t i = 0; i < nmeta; i++) {
 		vals[i].which_kind = google_protobuf_Value_string_value_tag;
-		vals[i].kind.string_value = (char *)x->meta[i].value;
-		fe[i].key = (char *)x->meta[i].key;
+		vals[i].kind.string_value = (char *)x->o.meta[i].value;
+		fe[i].key = (char *)x->o.meta[i].key;
 		fe[i].value = &vals[i];
 	}
 	size_t k = 0;
@@ -360,7 +358,7 @@ static int send_subscribe(struct zt_xds *x, int ty)
 		irv[k].value = rs->version;
 	}
 	google_protobuf_Struct md = {.fields_count = (pb_size_t)nmeta, .fields = fe};
-	envoy_service_discovery_v3_Node node = {.id = x->node_id, .metadata = &md};
+	envoy_service_discovery_v3_Node node = {.id = (char *)x->o.node_id, .metadata = &md};
 	envoy_service_discovery_v3_DeltaDiscoveryRequest req = {
 		.node = &node,
 		.type_url = (char *)type_url[ty],
@@ -402,7 +400,7 @@ static int send_ack(struct zt_xds *x, const char *url, const char *nonce, const 
 
 /* ---- stream ---- */
 
-static void drop(struct zt_xds *x, uint64_t now_ms, const char *why);
+static void drop(struct zt_xds *x, const char *why);
 
 static void on_message(void *sud, const uint8_t *msg, size_t len)
 {
@@ -414,7 +412,7 @@ static void on_message(void *sud, const uint8_t *msg, size_t len)
 		ZT_WARN(TARGET, "xDS response does not decode (%s, %zu bytes): reconnecting",
 			PB_GET_ERROR(&is), len);
 		pb_release(envoy_service_discovery_v3_DeltaDiscoveryResponse_fields, &resp);
-		drop(x, 0, "bad response");
+		drop(x, "bad response");
 		return;
 	}
 	const char *url = resp.type_url ? resp.type_url : "";
@@ -507,7 +505,7 @@ static void on_close(void *sud, int status, const char *message)
 	char why[300];
 	snprintf(why, sizeof(why), "stream closed: %s: %s", zt_grpc_code_name(status),
 		 message ? message : "");
-	drop(x, 0, why);
+	drop(x, why);
 }
 
 static void on_error(void *ud, int err, bool fatal, const char *msg)
@@ -518,17 +516,23 @@ static void on_error(void *ud, int err, bool fatal, const char *msg)
 		ZT_INFO(TARGET, "XDS client connection: %s", msg);
 		return;
 	}
-	drop(x, 0, msg);
+	drop(x, msg);
 }
 
 static const struct zt_grpc_stream_cbs stream_cbs = {.on_message = on_message, .on_close = on_close};
 static const struct zt_grpc_cbs chan_cbs = {.on_error = on_error};
 
-/* Drop the connection and schedule the next attempt (now_ms 0: ask the clock
- * at the next io). */
-static void drop(struct zt_xds *x, uint64_t now_ms, const char *why)
+/* The next attempt after backoff_ms, which then doubles up to the maximum. */
+static void schedule_retry(struct zt_xds *x, uint64_t now_ms)
 {
-	(void)now_ms;
+	x->retry_at_ms = now_ms + x->backoff_ms;
+	x->backoff_ms = x->backoff_ms * 2 > x->o.backoff_max_ms ? x->o.backoff_max_ms
+								 : x->backoff_ms * 2;
+}
+
+/* Drop the connection; the next zt_xds_io() schedules the next attempt. */
+static void drop(struct zt_xds *x, const char *why)
+{
 	if (x->st) {
 		zt_grpc_cancel(x->st);
 		x->st = NULL;
@@ -541,59 +545,36 @@ static void drop(struct zt_xds *x, uint64_t now_ms, const char *why)
 	x->retry_at_ms = UINT64_MAX; /* set from the clock in zt_xds_io */
 }
 
-static char *read_token(const char *path)
-{
-	if (!path)
-		return NULL;
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return NULL;
-	char *buf = malloc(16384);
-	size_t n = buf ? fread(buf, 1, 16383, f) : 0;
-	fclose(f);
-	if (!buf)
-		return NULL;
-	buf[n] = 0;
-	while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
-		buf[--n] = 0;
-	if (!n) {
-		free(buf);
-		return NULL;
-	}
-	return buf;
-}
-
 static void connect_now(struct zt_xds *x, uint64_t now_ms)
 {
 	struct zt_grpc_opts go = {
-		.address = x->address,
-		.root_cert_path = x->root,
-		.server_name = x->server_name,
+		.address = x->o.address,
+		.root_cert_path = x->o.root_cert_path,
+		.server_name = x->o.server_name,
 		.keepalive_ms = 30000,
 	};
 	char err[300];
+	char *tok = NULL, *bearer = NULL;
 	int r = zt_grpc_new(&go, &chan_cbs, x, now_ms, &x->ch, err, sizeof(err));
+	if (!r && (r = zt_grpc_token_read(x->o.token_path, &tok, err, sizeof(err))))
+		zt_grpc_free(x->ch);
 	if (r) {
 		x->ch = NULL;
 		ZT_WARN(TARGET, "XDS client connection error: %s, retrying in %u ms", err, x->backoff_ms);
-		x->retry_at_ms = now_ms + x->backoff_ms;
-		x->backoff_ms = x->backoff_ms * 2 > x->o.backoff_max_ms ? x->o.backoff_max_ms
-									 : x->backoff_ms * 2;
+		schedule_retry(x, now_ms);
 		return;
 	}
-	char *tok = read_token(x->token_path);
-	char bearer[16400];
-	struct zt_grpc_md md[2];
-	size_t nmd = 0;
-	md[nmd++] = (struct zt_grpc_md){"clusterid", x->cluster_id};
-	if (tok) {
-		snprintf(bearer, sizeof(bearer), "Bearer %s", tok);
+	struct zt_grpc_md md[2] = {{"clusterid", x->o.cluster_id}};
+	size_t nmd = 1;
+	if (tok && asprintf(&bearer, "Bearer %s", tok) < 0)
+		bearer = NULL; /* out of memory: asprintf leaves it undefined */
+	if (bearer)
 		md[nmd++] = (struct zt_grpc_md){"authorization", bearer};
-	}
 	r = zt_grpc_stream_open(x->ch, ADS_PATH, md, nmd, &stream_cbs, x, &x->st);
 	free(tok);
+	free(bearer);
 	if (r || send_subscribe(x, T_ADDRESS) || send_subscribe(x, T_AUTHZ)) {
-		drop(x, now_ms, "cannot open the ADS stream");
+		drop(x, "cannot open the ADS stream");
 		return;
 	}
 	x->retry_at_ms = 0;
@@ -612,26 +593,10 @@ int zt_xds_new(const struct zt_xds_opts *o, zt_xds_publish_fn publish, void *ud,
 	x->o = *o;
 	if (!x->o.backoff_max_ms)
 		x->o.backoff_max_ms = BACKOFF_MAX_MS;
-	x->address = strdup(o->address ? o->address : "");
-	x->root = o->root_cert_path ? strdup(o->root_cert_path) : NULL;
-	x->server_name = o->server_name ? strdup(o->server_name) : NULL;
-	x->token_path = o->token_path ? strdup(o->token_path) : NULL;
-	x->cluster_id = strdup(o->cluster_id ? o->cluster_id : "Kubernetes");
-	x->node_id = strdup(o->node_id ? o->node_id : "");
-	x->meta = calloc(o->n_meta ? o->n_meta : 1, sizeof(*x->meta));
-	bool ok = x->address && x->cluster_id && x->node_id && x->meta &&
-		  (!o->root_cert_path || x->root) && (!o->server_name || x->server_name) &&
-		  (!o->token_path || x->token_path);
-	for (size_t i = 0; ok && i < o->n_meta; i++) {
-		x->meta[i].key = strdup(o->meta[i].key);
-		x->meta[i].value = strdup(o->meta[i].value);
-		ok = x->meta[i].key && x->meta[i].value;
-	}
-	x->o.n_meta = o->n_meta;
-	if (!ok) {
-		zt_xds_free(x);
-		return -ENOMEM;
-	}
+	if (!x->o.cluster_id)
+		x->o.cluster_id = "Kubernetes";
+	if (!x->o.node_id)
+		x->o.node_id = "";
 	x->publish = publish;
 	x->ud = ud;
 	x->backoff_ms = BACKOFF_MIN_MS;
@@ -647,17 +612,6 @@ void zt_xds_free(struct zt_xds *x)
 		zt_grpc_free(x->ch);
 	for (int i = 0; i < N_TYPES; i++)
 		rt_clear(&x->t[i]);
-	for (size_t i = 0; x->meta && i < x->o.n_meta; i++) {
-		free((char *)x->meta[i].key);
-		free((char *)x->meta[i].value);
-	}
-	free(x->meta);
-	free(x->address);
-	free(x->root);
-	free(x->server_name);
-	free(x->token_path);
-	free(x->cluster_id);
-	free(x->node_id);
 	free(x);
 }
 
@@ -698,11 +652,8 @@ void zt_xds_io(struct zt_xds *x, short revents, uint64_t now_ms)
 		malloc_trim(0);
 	}
 	if (!x->ch) {
-		if (x->retry_at_ms == UINT64_MAX) { /* dropped: start the backoff now */
-			x->retry_at_ms = now_ms + x->backoff_ms;
-			x->backoff_ms = x->backoff_ms * 2 > x->o.backoff_max_ms ? x->o.backoff_max_ms
-										 : x->backoff_ms * 2;
-		}
+		if (x->retry_at_ms == UINT64_MAX) /* dropped: start the backoff now */
+			schedule_retry(x, now_ms);
 		if (now_ms >= x->retry_at_ms)
 			connect_now(x, now_ms);
 		return;

@@ -49,7 +49,8 @@ typedef void (*zt_xds_publish_fn)(void *ud, struct zt_snapshot *snap, const char
 
 struct zt_xds;
 
-/* Copies the options; connects at the first zt_xds_io(). Returns 0 or -ENOMEM. */
+/* Keeps o (its strings must outlive the client); connects at the first
+ * zt_xds_io(). Returns 0 or -ENOMEM. */
 int zt_xds_new(const struct zt_xds_opts *o, zt_xds_publish_fn publish, void *ud,
 	       struct zt_xds **out);
 void zt_xds_free(struct zt_xds *x);
